@@ -1,0 +1,63 @@
+"""The Quart-Trio application: Immich's REST dialect over the daemon's services.
+
+The app is built by `create_app(services)`; it owns no resources and no nursery of its own. Cross-cutting rules
+live here once: correlation ids, the access policy (`api.access`), JSON content types, error translation.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from quart import Quart, Response, g, request
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+
+from daemon import __version__
+from daemon.services import Services
+
+from .access import enforce_access
+from .errors import install_error_handlers
+from .routes import api_keys, auth, server, users
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+PUBLIC_DOCUMENTATION_ENDPOINTS = ("openapi", "swagger_ui")
+
+
+def create_app(services: Services) -> Quart:
+    app = QuartTrio("filmroll", static_folder=None)
+    app.config["FILMROLL_SERVICES"] = services
+    # The OpenAPI document and its viewer describe the API; they reveal nothing private.
+    app.config["FILMROLL_PUBLIC_ENDPOINTS"] = PUBLIC_DOCUMENTATION_ENDPOINTS
+    app.config["MAX_CONTENT_LENGTH"] = None  # uploads stream to disk; JSON bodies are bounded per route
+    app.url_map.strict_slashes = False
+    QuartSchema(
+        app,
+        openapi_path="/api/openapi.json",
+        redoc_ui_path=None,
+        swagger_ui_path="/api/docs",
+        scalar_ui_path=None,
+        info={"title": "filmroll", "version": __version__, "description": "Immich-compatible API of filmroll"},
+        security_schemes={
+            "api_key": {"type": "apiKey", "in_": "header", "name": "x-api-key"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "cookie": {"type": "apiKey", "in_": "cookie", "name": "immich_access_token"},
+        },
+        security=[{"api_key": []}, {"bearer": []}, {"cookie": []}],
+    )
+
+    @app.before_request
+    async def start_request() -> None:
+        g.correlation_id = uuid.uuid4().hex[:16]
+        await enforce_access()
+
+    @app.after_request
+    async def finish_response(response: Response) -> Response:
+        if response.mimetype == "application/json":
+            response.headers["Content-Type"] = JSON_CONTENT_TYPE
+        response.headers["X-Correlation-ID"] = g.get("correlation_id", "")
+        return response
+
+    install_error_handlers(app)
+    for blueprint in (server.blueprint, auth.blueprint, users.blueprint, api_keys.blueprint):
+        app.register_blueprint(blueprint)
+    return app

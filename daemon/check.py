@@ -1,0 +1,115 @@
+"""`filmroll check`: verify every cross-table invariant of the index (fsck).
+
+`check_index` reads one consistent snapshot and returns a list of violations, each a sentence naming the table,
+the key and what is wrong; an empty list means the index is consistent. It never writes. Tests call it after every
+scenario that writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from .index import (
+    API_KEY_BY_SECRET,
+    API_KEYS,
+    LIBRARIES,
+    META,
+    SESSIONS,
+    USER_BY_EMAIL,
+    USERS,
+    Index,
+    Table,
+    Txn,
+)
+from .users import email_key
+
+
+def _decoded(txn: Txn, table: Table[Any], problems: list[str]) -> dict[bytes, Any]:
+    """Every entry of `table`, decoded; undecodable entries are reported and left out."""
+    entries: dict[bytes, Any] = {}
+    for key, raw in txn.raw_items(table):
+        try:
+            entries[key] = table.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            problems.append(f"{table.name}[{key.hex()}]: record does not decode ({error})")
+    return entries
+
+
+def _id_key_matches(table: Table[Any], entries: dict[bytes, Any], problems: list[str]) -> None:
+    for key, record in entries.items():
+        if key != record.id.bytes:
+            problems.append(f"{table.name}[{key.hex()}]: stored under a key that is not its id {record.id}")
+
+
+def check_index(index: Index) -> list[str]:
+    problems: list[str] = []
+    stored = index.stored_schema_version()
+    if stored != index.schema_version:
+        problems.append(f"meta: schema version is {stored}, expected {index.schema_version}")
+    with index.read() as txn:
+        _decoded(txn, META, problems)
+        users = _decoded(txn, USERS, problems)
+        by_email = _decoded(txn, USER_BY_EMAIL, problems)
+        sessions = _decoded(txn, SESSIONS, problems)
+        api_keys = _decoded(txn, API_KEYS, problems)
+        by_secret = _decoded(txn, API_KEY_BY_SECRET, problems)
+        libraries = _decoded(txn, LIBRARIES, problems)
+
+    for table, entries in ((USERS, users), (API_KEYS, api_keys), (LIBRARIES, libraries)):
+        _id_key_matches(table, entries, problems)
+
+    # users <-> user_by_email
+    for key, user_id in by_email.items():
+        user = users.get(user_id)
+        if user is None:
+            problems.append(f"user_by_email[{key.decode(errors='replace')}]: points to missing user {_uuid(user_id)}")
+        elif email_key(user.email) != key:
+            problems.append(f"user_by_email[{key.decode(errors='replace')}]: user {user.id} has email {user.email!r}")
+    for user in users.values():
+        if by_email.get(email_key(user.email)) != user.id.bytes:
+            problems.append(f"users[{user.id}]: email {user.email!r} is missing from user_by_email")
+    labels = Counter(u.storage_label for u in users.values() if u.storage_label and u.deleted_at is None)
+    for label, count in labels.items():
+        if count > 1:
+            problems.append(f"users: storage label {label!r} is used by {count} users")
+
+    # sessions and API keys belong to live users; secrets index both ways
+    for key, session in sessions.items():
+        owner = users.get(session.user_id.bytes)
+        if owner is None or owner.deleted_at is not None:
+            problems.append(f"sessions[{key.hex()[:12]}…]: belongs to missing or deleted user {session.user_id}")
+    for api_key in api_keys.values():
+        owner = users.get(api_key.user_id.bytes)
+        if owner is None or owner.deleted_at is not None:
+            problems.append(f"api_keys[{api_key.id}]: belongs to missing or deleted user {api_key.user_id}")
+        if by_secret.get(api_key.secret_hash) != api_key.id.bytes:
+            problems.append(f"api_keys[{api_key.id}]: its secret is missing from api_key_by_secret")
+    for digest, key_id in by_secret.items():
+        api_key = api_keys.get(key_id)
+        if api_key is None or api_key.secret_hash != digest:
+            problems.append(f"api_key_by_secret[{digest.hex()[:12]}…]: points to missing API key {_uuid(key_id)}")
+
+    # libraries belong to users; every live user keeps an upload library
+    live_upload_owners: set[bytes] = set()
+    for library in libraries.values():
+        if library.owner_id.bytes not in users:
+            problems.append(f"libraries[{library.id}]: owner {library.owner_id} does not exist")
+        if library.type == "UPLOAD" and library.deleted_at is None:
+            live_upload_owners.add(library.owner_id.bytes)
+        if library.type == "UPLOAD" and (library.import_paths or library.exclusion_patterns):
+            problems.append(f"libraries[{library.id}]: an upload library has import paths or exclusion patterns")
+    for user in users.values():
+        if user.deleted_at is None and user.id.bytes not in live_upload_owners:
+            problems.append(f"users[{user.id}]: has no upload library")
+    return problems
+
+
+def _uuid(raw: bytes) -> str:
+    try:
+        return str(uuid.UUID(bytes=raw))
+    except ValueError:
+        return raw.hex()

@@ -1,0 +1,126 @@
+"""Settings: embedded defaults, then a TOML file, then `FILMROLL_*` environment variables, then command-line flags.
+
+Top-level keys are filmroll's own (snake_case). Sections that mirror Immich's system config keep Immich's key names.
+Environment variables name a key by its path, sections joined with `__`, case and underscores ignored:
+`FILMROLL_DATA_DIR`, `FILMROLL_LISTEN`, `FILMROLL_LOG_FORMAT`, `FILMROLL_CONFIG` (the file itself).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from .errors import InvalidInput
+
+DEFAULT_LISTEN = "127.0.0.1:2283"
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = ""
+    """Where the index, uploads and derived files live. Default: $STATE_DIRECTORY (systemd), else
+    $XDG_DATA_HOME/filmroll (~/.local/share/filmroll)."""
+    listen: str = DEFAULT_LISTEN
+    """HOST:PORT for the HTTP API; port 0 picks a free port (the chosen one is logged)."""
+    mount: str = ""
+    """Where to mount the read-only FUSE view of albums; empty for none."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "human", "json"] = "auto"
+    """`auto`: human-readable on a terminal, one JSON object a line otherwise."""
+    config_file: str = ""
+    """The TOML file these settings came from, if any (set by `load_settings`, not read from the file)."""
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_path / "index"
+
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+def default_data_dir(environ: dict[str, str]) -> str:
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return state
+    xdg = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(xdg, "filmroll")
+
+
+def default_config_file(environ: dict[str, str]) -> str:
+    if environ.get("FILMROLL_CONFIG"):
+        return environ["FILMROLL_CONFIG"]
+    configuration_directory = environ.get("CONFIGURATION_DIRECTORY", "").split(":")[0]
+    if configuration_directory and os.path.exists(os.path.join(configuration_directory, "config.toml")):
+        return os.path.join(configuration_directory, "config.toml")
+    return ""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT` -> (host, port). Raises InvalidInput naming the value."""
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise InvalidInput(f"Invalid listen address {value!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host, int(port_text)
+
+
+def _normal(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Nested dict of the FILMROLL_* variables, keyed by the settings' own field names."""
+    fields = {_normal(name): name for name in Settings.__struct_fields__}
+    overrides: dict[str, Any] = {}
+    for variable, value in environ.items():
+        if not variable.startswith("FILMROLL_") or variable == "FILMROLL_CONFIG":
+            continue
+        path = variable.removeprefix("FILMROLL_").split("__")
+        name = fields.get(_normal(path[0]))
+        if name is None or len(path) != 1:
+            raise InvalidInput(f"Unknown setting in environment variable {variable}")
+        overrides[name] = value
+    return overrides
+
+
+def load_settings(
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Merge defaults <- TOML file <- environment <- `overrides` (command-line flags that were given).
+
+    Raises InvalidInput with the file or variable named when anything is malformed.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    config_file = config_file if config_file is not None else default_config_file(environ)
+    merged: dict[str, Any] = {}
+    if config_file:
+        try:
+            with open(config_file, "rb") as stream:
+                merged.update(tomllib.load(stream))
+        except OSError as error:
+            raise InvalidInput(f"Cannot read config file {config_file}: {error.strerror}") from error
+        except tomllib.TOMLDecodeError as error:
+            raise InvalidInput(f"Config file {config_file} is not valid TOML: {error}") from error
+        merged.pop("config_file", None)
+    merged.update(_env_overrides(environ))
+    merged.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    try:
+        settings = msgspec.convert(merged, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        source = f"config file {config_file} / environment" if config_file else "environment / flags"
+        raise InvalidInput(f"Invalid setting ({source}): {error}") from error
+    if not settings.data_dir:
+        settings.data_dir = default_data_dir(environ)
+    settings.data_dir = os.path.abspath(os.path.expanduser(settings.data_dir))
+    settings.config_file = os.path.abspath(config_file) if config_file else ""
+    settings.listen_address()
+    return settings

@@ -1,0 +1,35 @@
+"""Passwords and bearer secrets.
+
+Passwords are hashed with argon2id (slow on purpose). Login tokens and API-key secrets are 32 random bytes; being
+unguessable already, they are stored as SHA-256 digests, which makes the per-request lookup a single index get.
+"""
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_HASHER = PasswordHasher()
+# Verified against when the email is unknown, so a login takes as long whether or not the account exists.
+_DUMMY_HASH = _HASHER.hash("filmroll-no-such-user")
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_secret() -> str:
+    """A fresh token or API-key secret: 32 random bytes, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+def secret_digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()

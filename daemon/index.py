@@ -1,0 +1,274 @@
+"""The index: one LMDB environment with named sub-databases ("tables") of typed records.
+
+Contract:
+- All access is synchronous and belongs to one thread (the trio thread in the daemon). Other processes (the CLI,
+  `filmroll check`, a backup) may open the same environment at the same time; LMDB's locking makes that safe.
+- A write is a plain function run inside one write transaction: `index.write(lambda txn: ...)`. Because it is a
+  function, not an `async` block, a write transaction can never span an `await`. If the map is full, the map is
+  grown and the function runs again from the start, so it must not have side effects outside the transaction.
+- Keys are bytes. Ids are the 16 raw bytes of a UUID; file paths are `os.fsencode` bytes.
+- The stored schema version is checked on open: an older index is migrated (`MIGRATIONS`), a newer one is
+  refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import lmdb
+import msgspec
+
+from .errors import IndexUnusable
+from .records import ApiKey, Library, Session, User
+
+log = logging.getLogger(__name__)
+
+V = TypeVar("V")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+INITIAL_MAP_SIZE = 256 * 1024 * 1024
+_ENCODER = msgspec.msgpack.Encoder(uuid_format="bytes")
+
+
+class Table(Generic[V]):
+    """A named sub-database. With a `record_type`, values are msgpack-encoded records; without, raw bytes."""
+
+    def __init__(self, name: str, record_type: type[V] | None = None):
+        self.name = name
+        self.record_type = record_type
+        self._decoder = msgspec.msgpack.Decoder(record_type) if record_type is not None else None
+
+    def encode(self, value: V) -> bytes:
+        return _ENCODER.encode(value) if self._decoder is not None else value  # type: ignore[return-value]
+
+    def decode(self, raw: bytes) -> V:
+        return self._decoder.decode(raw) if self._decoder is not None else raw  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r})"
+
+
+# The tables. Each has one meaning; secondary tables ("x_by_y") map a lookup key to a primary id.
+META: Table[bytes] = Table("meta")  # b"schema_version" -> msgpack int
+USERS = Table("users", User)  # user id -> User
+USER_BY_EMAIL: Table[bytes] = Table("user_by_email")  # casefolded email (utf-8) -> user id
+SESSIONS = Table("sessions", Session)  # sha256(token) -> Session
+API_KEYS = Table("api_keys", ApiKey)  # key id -> ApiKey
+API_KEY_BY_SECRET: Table[bytes] = Table("api_key_by_secret")  # sha256(secret) -> key id
+LIBRARIES = Table("libraries", Library)  # library id -> Library
+
+TABLES: tuple[Table[Any], ...] = (META, USERS, USER_BY_EMAIL, SESSIONS, API_KEYS, API_KEY_BY_SECRET, LIBRARIES)
+
+# Schema migrations: MIGRATIONS[n] upgrades an index at version n to n + 1, inside one write transaction.
+Migration = Callable[["Txn"], None]
+MIGRATIONS: Mapping[int, Migration] = {}
+
+
+class Txn:
+    """One LMDB transaction with typed access to the tables. Valid only inside `Index.read`/`Index.write`."""
+
+    def __init__(self, raw: lmdb.Transaction, dbs: Mapping[str, Any]):
+        self.raw = raw
+        self._dbs = dbs
+
+    def get(self, table: Table[V], key: bytes) -> V | None:
+        raw = self.raw.get(key, db=self._dbs[table.name])
+        return None if raw is None else table.decode(raw)
+
+    def put(self, table: Table[V], key: bytes, value: V, *, overwrite: bool = True) -> bool:
+        """Store `value`; with `overwrite=False`, keep an existing value and return False."""
+        return self.raw.put(key, table.encode(value), db=self._dbs[table.name], overwrite=overwrite)
+
+    def delete(self, table: Table[Any], key: bytes) -> bool:
+        return self.raw.delete(key, db=self._dbs[table.name])
+
+    def items(self, table: Table[V], prefix: bytes = b"") -> Iterator[tuple[bytes, V]]:
+        """Entries in key order, optionally only those whose key starts with `prefix`."""
+        with self.raw.cursor(db=self._dbs[table.name]) as cursor:
+            if not cursor.set_range(prefix):
+                return
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    return
+                yield key, table.decode(raw)
+
+    def raw_items(self, table: Table[Any]) -> Iterator[tuple[bytes, bytes]]:
+        """Undecoded entries in key order (for `check`, which must survive records that do not decode)."""
+        with self.raw.cursor(db=self._dbs[table.name]) as cursor:
+            for key, raw in cursor:
+                yield bytes(key), bytes(raw)
+
+    def values(self, table: Table[V], prefix: bytes = b"") -> Iterator[V]:
+        for _, value in self.items(table, prefix):
+            yield value
+
+    def count(self, table: Table[Any]) -> int:
+        return self.raw.stat(self._dbs[table.name])["entries"]
+
+
+class Index:
+    """Owns the LMDB environment at `path` (a directory). Close it with `close()` (or use it as a context manager).
+
+    Raises `IndexUnusable` if the environment cannot be opened or its schema version is newer than this code's.
+    `readonly=True` opens an existing index without creating or migrating anything (for `filmroll check`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool = False,
+        map_size: int = INITIAL_MAP_SIZE,
+        schema_version: int = SCHEMA_VERSION,
+        migrations: Mapping[int, Migration] = MIGRATIONS,
+    ):
+        self.path = Path(path)
+        self.readonly = readonly
+        self.schema_version = schema_version
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not (self.path / "data.mdb").exists():
+            raise IndexUnusable(f"No index at {self.path} (expected {self.path / 'data.mdb'})")
+        try:
+            self.env = lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                max_dbs=len(TABLES) + 8,
+                readonly=readonly,
+                create=not readonly,
+                max_readers=256,
+            )
+        except lmdb.Error as error:
+            raise IndexUnusable(f"Cannot open the index at {self.path}: {error}") from error
+        self._dbs: dict[str, Any] = {}
+        if readonly:
+            with self.env.begin() as raw:
+                for table in TABLES:
+                    try:
+                        self._dbs[table.name] = self.env.open_db(table.name.encode(), txn=raw, create=False)
+                    except lmdb.NotFoundError as error:
+                        raise IndexUnusable(f"The index at {self.path} has no table {table.name!r}") from error
+        else:
+            with self.env.begin(write=True) as raw:
+                for table in TABLES:
+                    self._dbs[table.name] = self.env.open_db(table.name.encode(), txn=raw)
+        self._prepare_schema(migrations)
+
+    # -- transactions -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        """A read-only snapshot. Cheap; keep it short in the daemon so old pages can be reused."""
+        raw = self._begin(write=False)
+        try:
+            yield Txn(raw, self._dbs)
+        finally:
+            raw.abort()
+
+    def write(self, work: Callable[[Txn], T]) -> T:
+        """Run `work(txn)` in one write transaction and commit; return its result.
+
+        If the map fills up, the map is grown and `work` runs again from the start. An exception from `work`
+        aborts the transaction and propagates.
+        """
+        if self.readonly:
+            raise IndexUnusable("The index was opened read-only")
+        if inspect.iscoroutinefunction(work):
+            raise TypeError("Index.write takes a plain function: a write transaction must not span an await")
+        while True:
+            raw = self._begin(write=True)
+            try:
+                result = work(Txn(raw, self._dbs))
+                if inspect.isawaitable(result):
+                    raise TypeError("Index.write work returned an awaitable")
+                raw.commit()
+                return result
+            except lmdb.MapFullError:
+                raw.abort()
+                self._grow()
+            except BaseException:
+                raw.abort()
+                raise
+
+    def _begin(self, *, write: bool) -> lmdb.Transaction:
+        try:
+            return self.env.begin(write=write)
+        except lmdb.MapResizedError:
+            # Another process grew the map: adopt its size and try again.
+            self.env.set_mapsize(0)
+            return self.env.begin(write=write)
+
+    def _grow(self) -> None:
+        old = self.env.info()["map_size"]
+        new = old * 2
+        log.info("index map is full at %d MiB; growing it to %d MiB", old >> 20, new >> 20)
+        self.env.set_mapsize(new)
+
+    # -- schema -------------------------------------------------------------------------------------------
+
+    def stored_schema_version(self) -> int | None:
+        with self.read() as txn:
+            raw = txn.get(META, b"schema_version")
+        return None if raw is None else msgspec.msgpack.decode(raw, type=int)
+
+    def _prepare_schema(self, migrations: Mapping[int, Migration]) -> None:
+        stored = self.stored_schema_version()
+        if stored is None:
+            if self.readonly:
+                raise IndexUnusable(f"The index at {self.path} has no schema version")
+            self.write(lambda txn: txn.put(META, b"schema_version", msgspec.msgpack.encode(self.schema_version)))
+            return
+        if stored > self.schema_version:
+            raise IndexUnusable(
+                f"The index at {self.path} has schema version {stored}, newer than this filmroll understands "
+                f"({self.schema_version}). Upgrade filmroll, or restore a backup made by this version."
+            )
+        if stored < self.schema_version:
+            if self.readonly:
+                raise IndexUnusable(
+                    f"The index at {self.path} has schema version {stored}; start the daemon once to migrate it "
+                    f"to {self.schema_version}"
+                )
+            for version in range(stored, self.schema_version):
+                migrate = migrations.get(version)
+                if migrate is None:
+                    raise IndexUnusable(f"No migration from index schema version {version} to {version + 1}")
+                log.info("migrating the index from schema version %d to %d", version, version + 1)
+
+                def step(txn: Txn, migrate: Migration = migrate, version: int = version) -> None:
+                    migrate(txn)
+                    txn.put(META, b"schema_version", msgspec.msgpack.encode(version + 1))
+
+                self.write(step)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    @property
+    def map_size(self) -> int:
+        return self.env.info()["map_size"]
+
+    def sync(self) -> None:
+        if not self.readonly:
+            self.env.sync(True)
+
+    def copy_to(self, destination: Path, *, compact: bool = True) -> None:
+        """A consistent copy of the whole environment into an empty directory (hot: writers go on)."""
+        destination.mkdir(parents=True, exist_ok=True)
+        self.env.copy(os.fspath(destination), compact=compact)
+
+    def close(self) -> None:
+        self.sync()
+        self.env.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,31 @@
+"""The daemon's services, built once over one open index and handed to the adapters (HTTP app, FUSE view, CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .api_keys import ApiKeyService
+from .auth import AuthService
+from .config import Settings
+from .index import Index
+from .users import UserService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    index: Index
+    users: UserService
+    auth: AuthService
+    api_keys: ApiKeyService
+
+    @classmethod
+    def build(cls, settings: Settings, index: Index) -> Services:
+        """Services over an index the caller has opened and will close."""
+        return cls(
+            settings=settings,
+            index=index,
+            users=UserService(index),
+            auth=AuthService(index),
+            api_keys=ApiKeyService(index),
+        )
