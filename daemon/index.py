@@ -149,12 +149,11 @@ class Index:
             raise IndexUnusable(f"Cannot open the index at {self.path}: {error}") from error
         self._dbs: dict[str, Any] = {}
         if readonly:
-            with self.env.begin() as raw:
-                for table in TABLES:
-                    try:
-                        self._dbs[table.name] = self.env.open_db(table.name.encode(), txn=raw, create=False)
-                    except lmdb.NotFoundError as error:
-                        raise IndexUnusable(f"The index at {self.path} has no table {table.name!r}") from error
+            for table in TABLES:
+                try:
+                    self._dbs[table.name] = self.env.open_db(table.name.encode(), create=False)
+                except lmdb.NotFoundError as error:
+                    raise IndexUnusable(f"The index at {self.path} has no table {table.name!r}") from error
         else:
             with self.env.begin(write=True) as raw:
                 for table in TABLES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -59,14 +60,22 @@ def _announce_first_run(services: Services, url: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Running:
+    """What `serve` reports once it is ready: where it listens, and the services it runs."""
+
+    urls: list[str]
+    services: Services
+
+
 async def serve(
     settings: Settings,
     *,
     stop: trio.Event | None = None,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the daemon until `stop` is set (or SIGINT/SIGTERM arrives). `task_status` gets the bound URLs."""
-    stop = stop or trio.Event()
+    """Run the daemon until `stop` is set (or SIGINT/SIGTERM arrives); `task_status` gets a `Running`."""
+    stop = stop if stop is not None else trio.Event()
     with ExitStack() as resources:
         settings.data_path.mkdir(parents=True, exist_ok=True)
         index = Index(settings.index_path)
@@ -80,7 +89,7 @@ async def serve(
                 for url in urls:
                     log.info("listening on %s", url, extra={"url": url})
                 _announce_first_run(services, urls[0])
-                task_status.started(urls)
+                task_status.started(Running(urls=urls, services=services))
             # Every worker has finished (HTTP drained after `stop`): end the signal watcher too.
             nursery.cancel_scope.cancel()
         log.info("stopped cleanly")
