@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from quart import Quart, Response, g, request
+from quart import Quart, Response, g
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
@@ -36,7 +36,11 @@ def create_app(services: Services) -> Quart:
         redoc_ui_path=None,
         swagger_ui_path="/api/docs",
         scalar_ui_path=None,
-        info={"title": "filmroll", "version": __version__, "description": "Immich-compatible API of filmroll"},
+        info={
+            "title": "filmroll",
+            "version": __version__,
+            "description": "Immich-compatible API of filmroll",
+        },
         security_schemes={
             "api_key": {"type": "apiKey", "in_": "header", "name": "x-api-key"},
             "bearer": {"type": "http", "scheme": "bearer"},

@@ -48,7 +48,9 @@ def _phrase(error: dict[str, Any]) -> str:
         return _TYPE_PHRASES[kind]
     if kind in ("literal_error", "enum"):
         expected = context.get("expected", "")
-        values = [part.strip().strip("'") for part in expected.replace(" or ", ",").split(",") if part.strip()]
+        values = [
+            part.strip().strip("'") for part in expected.replace(" or ", ",").split(",") if part.strip()
+        ]
         return "must be one of the following values: " + ", ".join(values)
     if kind == "too_long":
         return f"must contain no more than {context.get('max_length')} elements"

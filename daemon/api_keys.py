@@ -43,7 +43,9 @@ class ApiKeyService:
     def __init__(self, index: Index):
         self.index = index
 
-    def create(self, principal: Principal, *, name: str | None, permissions: Iterable[str] | None) -> CreatedKey:
+    def create(
+        self, principal: Principal, *, name: str | None, permissions: Iterable[str] | None
+    ) -> CreatedKey:
         granted = _validated_permissions(principal, permissions)
         secret = new_secret()
         now = utc_now()

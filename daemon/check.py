@@ -66,9 +66,13 @@ def check_index(index: Index) -> list[str]:
     for key, user_id in by_email.items():
         user = users.get(user_id)
         if user is None:
-            problems.append(f"user_by_email[{key.decode(errors='replace')}]: points to missing user {_uuid(user_id)}")
+            problems.append(
+                f"user_by_email[{key.decode(errors='replace')}]: points to missing user {_uuid(user_id)}"
+            )
         elif email_key(user.email) != key:
-            problems.append(f"user_by_email[{key.decode(errors='replace')}]: user {user.id} has email {user.email!r}")
+            problems.append(
+                f"user_by_email[{key.decode(errors='replace')}]: user {user.id} has email {user.email!r}"
+            )
     for user in users.values():
         if by_email.get(email_key(user.email)) != user.id.bytes:
             problems.append(f"users[{user.id}]: email {user.email!r} is missing from user_by_email")
@@ -81,7 +85,9 @@ def check_index(index: Index) -> list[str]:
     for key, session in sessions.items():
         owner = users.get(session.user_id.bytes)
         if owner is None or owner.deleted_at is not None:
-            problems.append(f"sessions[{key.hex()[:12]}…]: belongs to missing or deleted user {session.user_id}")
+            problems.append(
+                f"sessions[{key.hex()[:12]}…]: belongs to missing or deleted user {session.user_id}"
+            )
     for api_key in api_keys.values():
         owner = users.get(api_key.user_id.bytes)
         if owner is None or owner.deleted_at is not None:
@@ -91,7 +97,9 @@ def check_index(index: Index) -> list[str]:
     for digest, key_id in by_secret.items():
         api_key = api_keys.get(key_id)
         if api_key is None or api_key.secret_hash != digest:
-            problems.append(f"api_key_by_secret[{digest.hex()[:12]}…]: points to missing API key {_uuid(key_id)}")
+            problems.append(
+                f"api_key_by_secret[{digest.hex()[:12]}…]: points to missing API key {_uuid(key_id)}"
+            )
 
     # libraries belong to users; every live user keeps an upload library
     live_upload_owners: set[bytes] = set()
@@ -101,7 +109,9 @@ def check_index(index: Index) -> list[str]:
         if library.type == "UPLOAD" and library.deleted_at is None:
             live_upload_owners.add(library.owner_id.bytes)
         if library.type == "UPLOAD" and (library.import_paths or library.exclusion_patterns):
-            problems.append(f"libraries[{library.id}]: an upload library has import paths or exclusion patterns")
+            problems.append(
+                f"libraries[{library.id}]: an upload library has import paths or exclusion patterns"
+            )
     for user in users.values():
         if user.deleted_at is None and user.id.bytes not in live_upload_owners:
             problems.append(f"users[{user.id}]: has no upload library")

@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the daemon (HTTP API, jobs, watchers)")
     _add_settings_arguments(serve)
-    serve.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:2283; port 0 = any)")
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:2283; port 0 = any)"
+    )
     serve.add_argument("--mount", metavar="PATH", help="mount the read-only FUSE view of albums here")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", choices=["auto", "human", "json"])
@@ -53,11 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--email", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--admin", action="store_true", help="make the user an admin")
-    create.add_argument("--external-path", metavar="DIR", help="folder this user's external libraries are confined to")
+    create.add_argument(
+        "--external-path", metavar="DIR", help="folder this user's external libraries are confined to"
+    )
     create.add_argument("--quota", type=int, metavar="BYTES", help="upload quota in bytes")
     create.add_argument(
-        "--password-stdin", action="store_true", help="read the password from standard input (else prompt, "
-        "or generate one and print it once when there is no terminal)"
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else prompt, "
+        "or generate one and print it once when there is no terminal)",
     )
     listing = user_commands.add_parser("list", help="list users")
     _add_settings_arguments(listing)
@@ -65,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings_arguments(password)
     password.add_argument("email")
     password.add_argument("--password-stdin", action="store_true")
-    external = user_commands.add_parser("set-external-path", help="set (or clear with '') a user's external path")
+    external = user_commands.add_parser(
+        "set-external-path", help="set (or clear with '') a user's external path"
+    )
     _add_settings_arguments(external)
     external.add_argument("email")
     external.add_argument("path")
@@ -114,8 +122,12 @@ def _user_command(args: argparse.Namespace) -> int:
                 print(f"password (shown once, change it after signing in): {password}")
         elif args.user_command == "list":
             for user in services.users.list(with_deleted=True):
-                flags = ",".join(f for f, on in (("admin", user.is_admin), ("deleted", user.deleted_at)) if on)
-                print(f"{user.id}  {user.email}  {user.name!r}  external={user.external_path or '-'}  {flags}")
+                flags = ",".join(
+                    f for f, on in (("admin", user.is_admin), ("deleted", user.deleted_at)) if on
+                )
+                print(
+                    f"{user.id}  {user.email}  {user.name!r}  external={user.external_path or '-'}  {flags}"
+                )
         else:
             user = services.users.find_by_email(args.email)
             if user is None:
@@ -159,7 +171,9 @@ def _serve_command(args: argparse.Namespace) -> int:
             f"Cannot mount at {settings.mount}: the FUSE view of albums is not part of this build yet"
         )
     logging.getLogger("filmroll").info(
-        "filmroll %s starting: data directory %s", __version__, settings.data_dir,
+        "filmroll %s starting: data directory %s",
+        __version__,
+        settings.data_dir,
         extra={"config_file": settings.config_file or None},
     )
     trio.run(serve, settings)

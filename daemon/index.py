@@ -64,7 +64,15 @@ API_KEYS = Table("api_keys", ApiKey)  # key id -> ApiKey
 API_KEY_BY_SECRET: Table[bytes] = Table("api_key_by_secret")  # sha256(secret) -> key id
 LIBRARIES = Table("libraries", Library)  # library id -> Library
 
-TABLES: tuple[Table[Any], ...] = (META, USERS, USER_BY_EMAIL, SESSIONS, API_KEYS, API_KEY_BY_SECRET, LIBRARIES)
+TABLES: tuple[Table[Any], ...] = (
+    META,
+    USERS,
+    USER_BY_EMAIL,
+    SESSIONS,
+    API_KEYS,
+    API_KEY_BY_SECRET,
+    LIBRARIES,
+)
 
 # Schema migrations: MIGRATIONS[n] upgrades an index at version n to n + 1, inside one write transaction.
 Migration = Callable[["Txn"], None]
@@ -222,7 +230,9 @@ class Index:
         if stored is None:
             if self.readonly:
                 raise IndexUnusable(f"The index at {self.path} has no schema version")
-            self.write(lambda txn: txn.put(META, b"schema_version", msgspec.msgpack.encode(self.schema_version)))
+            self.write(
+                lambda txn: txn.put(META, b"schema_version", msgspec.msgpack.encode(self.schema_version))
+            )
             return
         if stored > self.schema_version:
             raise IndexUnusable(

@@ -29,7 +29,9 @@ def setup_logging(level: str = "info", log_format: str = "auto", stream=None) ->
     handler = logging.StreamHandler(stream)
     human = log_format == "human" or (log_format == "auto" and stream.isatty())
     if human:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
     else:
         handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -32,7 +32,13 @@ _EMAIL = re.compile(
     r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
 )
 
-ADMIN_ONLY_FIELDS = ("is_admin", "storage_label", "quota_size_in_bytes", "external_path", "should_change_password")
+ADMIN_ONLY_FIELDS = (
+    "is_admin",
+    "storage_label",
+    "quota_size_in_bytes",
+    "external_path",
+    "should_change_password",
+)
 PROFILE_FIELDS = ("name", "email", "password", "avatar_color")
 
 
@@ -122,7 +128,9 @@ class UserService:
         if not name:
             raise InvalidInput(["name should not be empty"])
         if avatar_color not in AVATAR_COLORS:
-            raise InvalidInput([f"avatarColor must be one of the following values: {', '.join(AVATAR_COLORS)}"])
+            raise InvalidInput(
+                [f"avatarColor must be one of the following values: {', '.join(AVATAR_COLORS)}"]
+            )
         now = utc_now()
         user = User(
             id=uuid.uuid4(),
@@ -168,7 +176,9 @@ class UserService:
         if "name" in changes and not changes["name"]:
             raise InvalidInput(["name should not be empty"])
         if "avatar_color" in changes and changes["avatar_color"] not in AVATAR_COLORS:
-            raise InvalidInput([f"avatarColor must be one of the following values: {', '.join(AVATAR_COLORS)}"])
+            raise InvalidInput(
+                [f"avatarColor must be one of the following values: {', '.join(AVATAR_COLORS)}"]
+            )
         if "external_path" in changes:
             changes["external_path"] = normalize_external_path(changes["external_path"])
         if "storage_label" in changes:

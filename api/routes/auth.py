@@ -12,7 +12,7 @@ from ..validation import Email
 
 blueprint = Blueprint("auth", __name__)
 
-TOKEN_COOKIE = "immich_access_token"
+TOKEN_COOKIE = "immich_access_token"  # noqa: S105 - a cookie name, not a secret
 COOKIE_MAX_AGE = 400 * 24 * 3600
 
 
@@ -85,7 +85,13 @@ async def login(data: LoginCredentials) -> tuple[LoginResponse, int]:
             ("immich_is_authenticated", "true", False),
         ):
             response.set_cookie(
-                name, value, max_age=COOKIE_MAX_AGE, httponly=http_only, samesite="Lax", secure=secure, path="/"
+                name,
+                value,
+                max_age=COOKIE_MAX_AGE,
+                httponly=http_only,
+                samesite="Lax",
+                secure=secure,
+                path="/",
             )
         return response
 

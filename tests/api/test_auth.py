@@ -22,16 +22,22 @@ async def test_admin_sign_up_once(daemon):
 
 async def test_sign_up_validation_messages(daemon):
     async with daemon.client() as client:
-        reply = await client.post("/api/auth/admin-sign-up", json={"email": "x", "password": "p", "name": "n"})
+        reply = await client.post(
+            "/api/auth/admin-sign-up", json={"email": "x", "password": "p", "name": "n"}
+        )
         assert reply.status_code == 400 and reply.json()["message"] == ["email must be an email"]
 
 
 async def test_login_sets_cookies_and_the_cookie_authenticates(daemon, admin):
     async with daemon.client() as client:
-        reply = await client.post("/api/auth/login", json={"email": "ADMIN@example.com", "password": ADMIN["password"]})
+        reply = await client.post(
+            "/api/auth/login", json={"email": "ADMIN@example.com", "password": ADMIN["password"]}
+        )
         assert reply.status_code == 201
         body = reply.json()
-        assert body["userEmail"] == ADMIN["email"] and body["isAdmin"] is True and len(body["accessToken"]) >= 40
+        assert (
+            body["userEmail"] == ADMIN["email"] and body["isAdmin"] is True and len(body["accessToken"]) >= 40
+        )
         assert reply.cookies["immich_access_token"] == body["accessToken"]
         assert reply.cookies["immich_auth_type"] == "password"
         assert reply.cookies["immich_is_authenticated"] == "true"
@@ -76,7 +82,9 @@ async def test_api_key_lifecycle(daemon, admin):
     assert [k["id"] for k in listed] == [key_id] and "secret" not in listed[0]
     renamed = await admin.client.put(f"/api/api-keys/{key_id}", json={"name": "renamed"})
     assert renamed.json()["name"] == "renamed"
-    assert (await admin.client.get("/api/api-keys/me")).json()["message"] == "Not authenticated with an API key"
+    assert (await admin.client.get("/api/api-keys/me")).json()[
+        "message"
+    ] == "Not authenticated with an API key"
     assert (await admin.client.delete(f"/api/api-keys/{key_id}")).status_code == 204
     async with daemon.client(**{"x-api-key": secret}) as with_key:
         reply = await with_key.get("/api/users/me")
@@ -96,7 +104,9 @@ async def test_scoped_key_reports_and_enforces_its_permissions(daemon, admin):
 async def test_unknown_permission_is_a_400(admin):
     reply = await admin.client.post("/api/api-keys", json={"permissions": ["root"]})
     assert reply.status_code == 400
-    assert reply.json()["message"][0].startswith("each value in permissions must be one of the following values")
+    assert reply.json()["message"][0].startswith(
+        "each value in permissions must be one of the following values"
+    )
 
 
 async def test_users_cannot_read_each_others_keys(admin, user):
@@ -114,19 +124,29 @@ async def test_admin_user_management(daemon, admin, user):
     listed = (await admin.client.get("/api/admin/users")).json()
     assert [u["email"] for u in listed] == [ADMIN["email"], "user@example.com"]
     user_id = user.user["id"]
-    reply = await admin.client.put(f"/api/admin/users/{user_id}", json={"externalPath": "/srv/photos/user/", "quotaSizeInBytes": 1000})
+    reply = await admin.client.put(
+        f"/api/admin/users/{user_id}", json={"externalPath": "/srv/photos/user/", "quotaSizeInBytes": 1000}
+    )
     assert reply.status_code == 200
     assert reply.json()["externalPath"] == "/srv/photos/user" and reply.json()["quotaSizeInBytes"] == 1000
     assert (await user.client.get("/api/users/me")).json()["externalPath"] == "/srv/photos/user"
     # a user cannot widen their own confinement or make themselves admin
-    mine = await user.client.put("/api/users/me", json={"externalPath": "/", "isAdmin": True, "name": "Renamed"})
+    mine = await user.client.put(
+        "/api/users/me", json={"externalPath": "/", "isAdmin": True, "name": "Renamed"}
+    )
     assert mine.status_code == 200
-    assert (mine.json()["externalPath"], mine.json()["isAdmin"], mine.json()["name"]) == ("/srv/photos/user", False, "Renamed")
+    assert (mine.json()["externalPath"], mine.json()["isAdmin"], mine.json()["name"]) == (
+        "/srv/photos/user",
+        False,
+        "Renamed",
+    )
     relative = await admin.client.put(f"/api/admin/users/{user_id}", json={"externalPath": "photos"})
     assert relative.status_code == 400 and relative.json()["message"] == "External path must be absolute"
     cleared = await admin.client.put(f"/api/admin/users/{user_id}", json={"externalPath": ""})
     assert cleared.json()["externalPath"] is None
-    duplicate = await admin.client.post("/api/admin/users", json={"email": "USER@example.com", "password": "x", "name": "x"})
+    duplicate = await admin.client.post(
+        "/api/admin/users", json={"email": "USER@example.com", "password": "x", "name": "x"}
+    )
     assert duplicate.status_code == 400
     deleted = await admin.client.delete(f"/api/admin/users/{user_id}")
     assert deleted.status_code == 200 and deleted.json()["deletedAt"] is not None

@@ -45,20 +45,39 @@ def corrupt(settings, work):
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
-        (lambda user, key: lambda txn: txn.put(USER_BY_EMAIL, b"ghost@example.com", uuid.uuid4().bytes),
-         "points to missing user"),
-        (lambda user, key: lambda txn: txn.delete(USER_BY_EMAIL, b"u@example.com"),
-         "is missing from user_by_email"),
-        (lambda user, key: lambda txn: [txn.delete(LIBRARIES, k) for k, _ in list(txn.items(LIBRARIES))],
-         "has no upload library"),
-        (lambda user, key: lambda txn: txn.delete(API_KEY_BY_SECRET, key.api_key.secret_hash),
-         "its secret is missing from api_key_by_secret"),
-        (lambda user, key: lambda txn: txn.delete(USERS, user.id.bytes),
-         "belongs to missing or deleted user"),
-        (lambda user, key: lambda txn: txn.raw.put(user.id.bytes, b"\xc1garbage", db=txn._dbs["users"]),
-         "record does not decode"),
+        (
+            lambda user, key: lambda txn: txn.put(USER_BY_EMAIL, b"ghost@example.com", uuid.uuid4().bytes),
+            "points to missing user",
+        ),
+        (
+            lambda user, key: lambda txn: txn.delete(USER_BY_EMAIL, b"u@example.com"),
+            "is missing from user_by_email",
+        ),
+        (
+            lambda user, key: lambda txn: [txn.delete(LIBRARIES, k) for k, _ in list(txn.items(LIBRARIES))],
+            "has no upload library",
+        ),
+        (
+            lambda user, key: lambda txn: txn.delete(API_KEY_BY_SECRET, key.api_key.secret_hash),
+            "its secret is missing from api_key_by_secret",
+        ),
+        (
+            lambda user, key: lambda txn: txn.delete(USERS, user.id.bytes),
+            "belongs to missing or deleted user",
+        ),
+        (
+            lambda user, key: lambda txn: txn.raw.put(user.id.bytes, b"\xc1garbage", db=txn._dbs["users"]),
+            "record does not decode",
+        ),
     ],
-    ids=["dangling-email", "missing-email", "no-upload-library", "key-secret", "orphan-credentials", "garbage"],
+    ids=[
+        "dangling-email",
+        "missing-email",
+        "no-upload-library",
+        "key-secret",
+        "orphan-credentials",
+        "garbage",
+    ],
 )
 def test_violations_are_reported_and_exit_non_zero(populated, breakage, expected):
     settings, user, key = populated

@@ -54,7 +54,9 @@ def test_map_grows_instead_of_failing_when_full(tmp_path):
         start = index.map_size
         blob = b"x" * 4000
         for batch in range(20):
-            index.write(lambda txn, b=batch: [txn.put(USER_BY_EMAIL, f"{b}-{i}".encode(), blob) for i in range(50)])
+            index.write(
+                lambda txn, b=batch: [txn.put(USER_BY_EMAIL, f"{b}-{i}".encode(), blob) for i in range(50)]
+            )
         assert index.map_size > start
         with index.read() as txn:
             assert txn.count(USER_BY_EMAIL) == 1000

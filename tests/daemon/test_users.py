@@ -46,7 +46,13 @@ def test_bad_emails_use_class_validator_wording(services, email):
 
 @pytest.mark.parametrize(
     ("given", "stored"),
-    [("/data/user1/", "/data/user1"), ("/data//user1/./x/..", "/data/user1"), ("", None), (None, None), ("/", "/")],
+    [
+        ("/data/user1/", "/data/user1"),
+        ("/data//user1/./x/..", "/data/user1"),
+        ("", None),
+        (None, None),
+        ("/", "/"),
+    ],
 )
 def test_external_path_is_normalised(services, given, stored):
     assert create(services, external_path=given).external_path == stored
@@ -69,7 +75,10 @@ def test_users_cannot_set_admin_only_fields_on_themselves(services):
     changes = {"name": "New", "external_path": "/etc", "is_admin": True, "quota_size_in_bytes": 1}
     updated = services.users.update(user.id, changes, as_admin=False)
     assert (updated.name, updated.external_path, updated.is_admin, updated.quota_size_in_bytes) == (
-        "New", None, False, None,
+        "New",
+        None,
+        False,
+        None,
     )
     updated = services.users.update(user.id, {"external_path": "/srv/photos/"}, as_admin=True)
     assert updated.external_path == "/srv/photos"
@@ -130,11 +139,11 @@ def test_api_keys_are_personal_and_scoped(services):
     assert key.api_key.name == "API Key" and key.api_key.permissions == ["user.read"]
     principal = services.auth.authenticate(Credentials(api_key=key.secret))
     principal.require_permission("user.read")
-    with pytest.raises(Forbidden, match="Missing required permission: asset.read"):
+    with pytest.raises(Forbidden, match=r"Missing required permission: asset\.read"):
         principal.require_permission("asset.read")
     with pytest.raises(Forbidden):  # a scoped key cannot mint a stronger one
         services.api_keys.create(principal, name="x", permissions=["all"])
-    with pytest.raises(NotFoundOrNoAccess, match="Not found or no apiKey.read access"):
+    with pytest.raises(NotFoundOrNoAccess, match=r"Not found or no apiKey\.read access"):
         services.api_keys.get(Principal(user=bob), key.api_key.id)
     with pytest.raises(InvalidInput):
         services.api_keys.create(Principal(user=alice), name="x", permissions=["no.such"])
