@@ -7,10 +7,12 @@ live here once: correlation ids, the access policy (`api.access`), JSON content 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from quart import Quart, Response, g
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
+from quart_trio.wrappers import TrioRequest
 
 from daemon import __version__
 from daemon.services import Services
@@ -23,12 +25,27 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 PUBLIC_DOCUMENTATION_ENDPOINTS = ("openapi", "swagger_ui")
 
 
+MAX_JSON_BODY = 16 * 1024 * 1024
+
+
+class ImmichRequest(TrioRequest):
+    """A request whose missing or non-JSON body reads as `{}`, as NestJS does for Immich: clients POST without a
+    body to routes whose fields are all optional, and required fields still fail validation with their names."""
+
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if not force and not self.is_json:
+            return {}
+        return await super().get_json(force=force, silent=silent, cache=cache)
+
+
 def create_app(services: Services) -> Quart:
     app = QuartTrio("filmroll", static_folder=None)
+    app.request_class = ImmichRequest
     app.config["FILMROLL_SERVICES"] = services
     # The OpenAPI document and its viewer describe the API; they reveal nothing private.
     app.config["FILMROLL_PUBLIC_ENDPOINTS"] = PUBLIC_DOCUMENTATION_ENDPOINTS
-    app.config["MAX_CONTENT_LENGTH"] = None  # uploads stream to disk; JSON bodies are bounded per route
+    # Bounds every body read into memory; streamed uploads raise it for their own request.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_JSON_BODY
     app.url_map.strict_slashes = False
     QuartSchema(
         app,

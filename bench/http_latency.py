@@ -55,18 +55,24 @@ def summary(samples: list[float]) -> tuple[float, float]:
 
 async def main(count: int) -> None:
     with tempfile.TemporaryDirectory() as data:
-        settings = load_settings(None, {"data_dir": data, "listen": "127.0.0.1:0", "log_level": "warning"}, {})
+        settings = load_settings(
+            None, {"data_dir": data, "listen": "127.0.0.1:0", "log_level": "warning"}, {}
+        )
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             running = await nursery.start(functools.partial(serve, settings, stop=stop))
             config = Config()
             config.bind = ["127.0.0.1:0"]
-            bare_urls = await nursery.start(functools.partial(hypercorn_serve, bare_app, config, shutdown_trigger=stop.wait))
+            bare_urls = await nursery.start(
+                functools.partial(hypercorn_serve, bare_app, config, shutdown_trigger=stop.wait)
+            )
             async with httpx.AsyncClient(base_url=running.urls[0]) as client:
                 admin = {"email": "bench@example.com", "password": "bench", "name": "Bench"}
                 await client.post("/api/auth/admin-sign-up", json=admin)
                 token = (await client.post("/api/auth/login", json=admin)).json()["accessToken"]
-                key = (await client.post("/api/api-keys", json={}, headers={"Authorization": f"Bearer {token}"})).json()
+                key = (
+                    await client.post("/api/api-keys", json={}, headers={"Authorization": f"Bearer {token}"})
+                ).json()
                 client.cookies.clear()
                 ping = await timings(client, "/api/server/ping", count, {})
                 me = await timings(client, "/api/users/me", count, {"x-api-key": key["secret"]})
@@ -74,7 +80,7 @@ async def main(count: int) -> None:
                 bare = await timings(client, "/", count, {})
             stop.set()
     reference, _ = summary(bare)
-    print(f"{'endpoint':34} {'median µs':>10} {'p99 µs':>10} {'× bare':>8}")
+    print(f"{'endpoint':34} {'median µs':>10} {'p99 µs':>10} {'x bare':>8}")
     for name, samples in (("bare ASGI app (reference)", bare), ("GET /api/server/ping", ping),
                           ("GET /api/users/me (x-api-key)", me)):  # fmt: skip
         median, p99 = summary(samples)

@@ -93,3 +93,29 @@ async def test_openapi_document_is_generated_from_the_schemas(daemon):
     user = next(v for k, v in schemas.items() if k.startswith("UserAdminResponse"))
     reference = json.loads(SPEC.read_text())["components"]["schemas"]["UserAdminResponseDto"]["required"]
     assert set(reference) <= set(user["properties"]), "every Immich user field is in our schema"
+
+
+async def test_missing_body_reads_as_empty_object(admin):
+    created = await admin.client.post("/api/api-keys")  # every field optional: defaults apply
+    assert created.status_code == 201 and created.json()["name"] == "API Key"
+    reply = await admin.client.post(
+        "/api/admin/users", content=b"email=x", headers={"content-type": "text/plain"}
+    )
+    assert reply.status_code == 400
+    assert set(reply.json()["message"]) >= {"email should not be empty", "password should not be empty"}
+
+
+async def test_body_that_is_not_an_object(admin):
+    reply = await admin.client.post("/api/api-keys", json=[1, 2])
+    assert reply.status_code == 400 and reply.json()["message"] == ["Request body must be a JSON object"]
+    reply = await admin.client.post("/api/api-keys", json={"name": 5, "permissions": "all"})
+    assert reply.status_code == 400
+    assert reply.json()["message"] == ["name must be a string", "permissions must be an array"]
+
+
+async def test_oversized_body_is_refused_without_reading_it_all(admin):
+    reply = await admin.client.post(
+        "/api/api-keys", content=b"x" * (17 * 1024 * 1024), headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 413
+    assert reply.headers["content-type"] == "application/json; charset=utf-8"
