@@ -6,6 +6,7 @@ Immich validates DTOs with class-validator, whose messages clients display and t
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -77,13 +78,14 @@ def class_validator_messages(error: Exception) -> list[str] | str:
     return list(dict.fromkeys(messages))
 
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 def parse_uuid(value: str, field: str = "id") -> uuid.UUID:
     """A lower-case UUID from a path or query parameter; 400 `["id must be a UUID"]` otherwise."""
-    try:
-        parsed = uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidInput([f"{field} must be a UUID"]) from None
-    return parsed
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise InvalidInput([f"{field} must be a UUID"])
+    return uuid.UUID(value)
 
 
 def _email(value: str) -> str:

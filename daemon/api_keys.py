@@ -10,7 +10,7 @@ import msgspec
 
 from .access import Principal
 from .credentials import new_secret, secret_digest
-from .errors import Forbidden, InvalidInput, NotFoundOrNoAccess
+from .errors import InvalidInput, NotFoundOrNoAccess
 from .index import API_KEY_BY_SECRET, API_KEYS, Index, Txn
 from .permissions import ALL, PERMISSIONS, grants
 from .records import ApiKey
@@ -35,7 +35,7 @@ def _validated_permissions(principal: Principal, permissions: Iterable[str] | No
         raise InvalidInput(["permissions should not be empty"])
     # A scoped key cannot mint a key stronger than itself.
     if not all(grants(principal.permissions, permission) for permission in wanted):
-        raise Forbidden("Cannot grant permissions you do not have")
+        raise InvalidInput("Cannot grant permissions you do not have")
     return wanted
 
 

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from .access import Principal
-from .credentials import new_secret, secret_digest, verify_password
+from .credentials import new_secret, secret_digest, verify_password_off_loop
 from .errors import AuthenticationRequired
 from .index import API_KEY_BY_SECRET, API_KEYS, SESSIONS, USER_BY_EMAIL, USERS, Index, Txn
 from .records import Session, User
@@ -35,14 +35,17 @@ class AuthService:
     def __init__(self, index: Index):
         self.index = index
 
-    def login(self, email: str, password: str, *, device_type: str = "", device_os: str = "") -> Login:
+    async def login(self, email: str, password: str, *, device_type: str = "", device_os: str = "") -> Login:
         """Check the password and open a session. Raises AuthenticationRequired('Incorrect email or password')."""
         with self.index.read() as txn:
             user_id = txn.get(USER_BY_EMAIL, email_key(email or ""))
             user = None if user_id is None else txn.get(USERS, user_id)
         if user is not None and user.deleted_at is not None:
             user = None
-        if not verify_password(user.password_hash if user else None, password or "") or user is None:
+        if (
+            not await verify_password_off_loop(user.password_hash if user else None, password or "")
+            or user is None
+        ):
             raise AuthenticationRequired("Incorrect email or password")
         token = new_secret()
         now = utc_now()

@@ -7,6 +7,7 @@ unguessable already, they are stored as SHA-256 digests, which makes the per-req
 import hashlib
 import secrets
 
+import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -33,3 +34,16 @@ def new_secret() -> str:
 
 def secret_digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
+
+
+# argon2 costs ~0.1 s of CPU by design: off the event loop, and at most two at a time, so a burst of logins
+# slows logins down instead of stalling every request.
+_PASSWORD_WORK = trio.CapacityLimiter(2)
+
+
+async def hash_password_off_loop(password: str) -> str:
+    return await trio.to_thread.run_sync(hash_password, password, limiter=_PASSWORD_WORK)
+
+
+async def verify_password_off_loop(password_hash: str | None, password: str) -> bool:
+    return await trio.to_thread.run_sync(verify_password, password_hash, password, limiter=_PASSWORD_WORK)

@@ -78,7 +78,7 @@ async def serve(
     stop = stop if stop is not None else trio.Event()
     with ExitStack() as resources:
         settings.data_path.mkdir(parents=True, exist_ok=True)
-        index = Index(settings.index_path)
+        index = Index(settings.index_path, migrate=True)
         resources.callback(index.close)
         services = Services.build(settings, index)
 

@@ -21,8 +21,9 @@ import msgspec
 from . import libraries
 from .access import Principal
 from .credentials import hash_password
-from .errors import InvalidInput, NotFoundOrNoAccess
+from .errors import InvalidInput
 from .index import API_KEY_BY_SECRET, API_KEYS, SESSIONS, USER_BY_EMAIL, USERS, Index, Txn
+from .permissions import ALL
 from .records import AVATAR_COLORS, User
 from .timeutil import utc_now
 
@@ -40,11 +41,12 @@ ADMIN_ONLY_FIELDS = (
     "should_change_password",
 )
 PROFILE_FIELDS = ("name", "email", "password", "avatar_color")
+USER_NOT_FOUND = "User not found"
 
 
 def normalize_email(email: str) -> str:
     email = email.strip()
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):
         raise InvalidInput(["email must be an email"])
     return email
 
@@ -61,6 +63,27 @@ def normalize_external_path(value: str | None) -> str | None:
         raise InvalidInput("External path must be absolute")
     normalized = os.path.normpath(value)
     return "/" + normalized.lstrip("/") if normalized.startswith("//") else normalized
+
+
+def _live_admins(txn: Txn) -> list[uuid.UUID]:
+    return [u.id for u in txn.values(USERS) if u.is_admin and u.deleted_at is None]
+
+
+def _check_avatar_color(color: str) -> None:
+    if color not in AVATAR_COLORS:
+        raise InvalidInput([f"avatarColor must be one of the following values: {', '.join(AVATAR_COLORS)}"])
+
+
+_STORAGE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def normalize_storage_label(label: str | None) -> str | None:
+    """A storage label becomes a folder name under the upload root: letters, digits, `.`, `_`, `-` only."""
+    if not label:
+        return None
+    if not _STORAGE_LABEL.fullmatch(label):
+        raise InvalidInput("Invalid storage label: use letters, digits, '.', '_' and '-' only")
+    return label
 
 
 def _check_storage_label(txn: Txn, label: str | None, user_id: uuid.UUID) -> None:
@@ -93,7 +116,7 @@ class UserService:
 
     def has_admin(self) -> bool:
         with self.index.read() as txn:
-            return any(u.is_admin for u in txn.values(USERS))
+            return bool(_live_admins(txn))
 
     def count(self) -> int:
         with self.index.read() as txn:
@@ -103,7 +126,7 @@ class UserService:
         principal.require_admin()
         user = self.get(user_id)
         if user is None:
-            raise InvalidInput("User not found")
+            raise InvalidInput(USER_NOT_FOUND)
         return user
 
     # -- writing ------------------------------------------------------------------------------------------
@@ -112,34 +135,38 @@ class UserService:
         self,
         *,
         email: str,
-        password: str,
         name: str,
+        password: str | None = None,
+        password_hash: str | None = None,
         is_admin: bool = False,
         storage_label: str | None = None,
         quota_size_in_bytes: int | None = None,
         should_change_password: bool = False,
         external_path: str | None = None,
         avatar_color: str = "primary",
+        only_if_no_admin: bool = False,
     ) -> User:
-        """Create a user and their Default Library in one transaction. Raises InvalidInput ('User exists', …)."""
+        """Create a user and their Default Library in one transaction. Raises InvalidInput ('User exists', …).
+
+        Give `password` (hashed here, slowly) or `password_hash` (hashed by the caller off the event loop).
+        """
         email = normalize_email(email)
-        if not password:
-            raise InvalidInput(["password should not be empty"])
+        if password_hash is None:
+            if not password:
+                raise InvalidInput(["password should not be empty"])
+            password_hash = hash_password(password)
         if not name:
             raise InvalidInput(["name should not be empty"])
-        if avatar_color not in AVATAR_COLORS:
-            raise InvalidInput(
-                [f"avatarColor must be one of the following values: {', '.join(AVATAR_COLORS)}"]
-            )
+        _check_avatar_color(avatar_color)
         now = utc_now()
         user = User(
             id=uuid.uuid4(),
             email=email,
             name=name,
-            password_hash=hash_password(password),
+            password_hash=password_hash,
             is_admin=is_admin,
             avatar_color=avatar_color,
-            storage_label=storage_label or None,
+            storage_label=normalize_storage_label(storage_label),
             external_path=normalize_external_path(external_path),
             quota_size_in_bytes=quota_size_in_bytes,
             should_change_password=should_change_password,
@@ -149,6 +176,8 @@ class UserService:
         )
 
         def work(txn: Txn) -> User:
+            if only_if_no_admin and _live_admins(txn):
+                raise InvalidInput("The server already has an admin")
             if not txn.put(USER_BY_EMAIL, email_key(email), user.id.bytes, overwrite=False):
                 raise InvalidInput("User exists")
             _check_storage_label(txn, user.storage_label, user.id)
@@ -158,40 +187,60 @@ class UserService:
 
         return self.index.write(work)
 
-    def admin_sign_up(self, *, email: str, password: str, name: str) -> User:
-        """The first admin, only while the server has none."""
-        if self.has_admin():
-            raise InvalidInput("The server already has an admin")
-        return self.create(email=email, password=password, name=name, is_admin=True, storage_label="admin")
+    def admin_sign_up(
+        self, *, email: str, name: str, password: str | None = None, password_hash: str | None = None
+    ) -> User:
+        """The first admin, only while the server has no live admin (checked inside the write transaction)."""
+        return self.create(
+            email=email,
+            name=name,
+            password=password,
+            password_hash=password_hash,
+            is_admin=True,
+            storage_label="admin",
+            only_if_no_admin=True,
+        )
 
-    def update(self, user_id: uuid.UUID, changes: Mapping[str, Any], *, as_admin: bool) -> User:
+    def update(
+        self,
+        user_id: uuid.UUID,
+        changes: Mapping[str, Any],
+        *,
+        as_admin: bool,
+        current_session_id: uuid.UUID | None = None,
+    ) -> User:
         """Apply `changes` (keys: PROFILE_FIELDS, plus ADMIN_ONLY_FIELDS when `as_admin`; others are ignored).
 
-        A user updating themselves (`as_admin=False`) silently cannot touch the admin-only fields.
+        A user updating themselves (`as_admin=False`) silently cannot touch the admin-only fields; changing their
+        own password clears `should_change_password` and ends their other sessions. The last live admin cannot be
+        demoted (that would reopen the public admin sign-up).
         """
-        allowed = PROFILE_FIELDS + (ADMIN_ONLY_FIELDS if as_admin else ())
+        allowed = (*PROFILE_FIELDS, "password_hash", *(ADMIN_ONLY_FIELDS if as_admin else ()))
         changes = {key: value for key, value in changes.items() if key in allowed}
         if "email" in changes:
             changes["email"] = normalize_email(changes["email"])
         if "name" in changes and not changes["name"]:
             raise InvalidInput(["name should not be empty"])
-        if "avatar_color" in changes and changes["avatar_color"] not in AVATAR_COLORS:
-            raise InvalidInput(
-                [f"avatarColor must be one of the following values: {', '.join(AVATAR_COLORS)}"]
-            )
+        if "avatar_color" in changes:
+            _check_avatar_color(changes["avatar_color"])
         if "external_path" in changes:
             changes["external_path"] = normalize_external_path(changes["external_path"])
         if "storage_label" in changes:
-            changes["storage_label"] = changes["storage_label"] or None
+            changes["storage_label"] = normalize_storage_label(changes["storage_label"])
         if "password" in changes:
             if not changes["password"]:
                 raise InvalidInput(["password should not be empty"])
             changes["password_hash"] = hash_password(changes.pop("password"))
+        password_changed = "password_hash" in changes
+        if password_changed and not as_admin:
+            changes["should_change_password"] = False
 
         def work(txn: Txn) -> User:
             user = txn.get(USERS, user_id.bytes)
             if user is None or user.deleted_at is not None:
-                raise InvalidInput("User not found")
+                raise InvalidInput(USER_NOT_FOUND)
+            if user.is_admin and changes.get("is_admin") is False and _live_admins(txn) == [user.id]:
+                raise InvalidInput("Cannot remove the admin rights of the last admin")
             if "email" in changes and email_key(changes["email"]) != email_key(user.email):
                 if not txn.put(USER_BY_EMAIL, email_key(changes["email"]), user.id.bytes, overwrite=False):
                     raise InvalidInput("User exists")
@@ -202,9 +251,19 @@ class UserService:
             extra = {"profile_changed_at": now} if "avatar_color" in changes else {}
             updated = msgspec.structs.replace(user, **changes, **extra, updated_at=now)
             txn.put(USERS, user.id.bytes, updated)
+            if password_changed:
+                end_sessions(txn, user.id, keep=current_session_id)
             return updated
 
         return self.index.write(work)
+
+    def update_own_profile(self, principal: Principal, changes: Mapping[str, Any]) -> User:
+        """`PUT /users/me`: a scoped API key may rename, but only a login or an `all` key changes the password or
+        email (otherwise a `user.update` key could take over the account)."""
+        if {"password", "password_hash", "email"} & changes.keys():
+            principal.require_permission(ALL)
+        session_id = principal.session.id if principal.session else None
+        return self.update(principal.user.id, changes, as_admin=False, current_session_id=session_id)
 
     def delete(self, principal: Principal, user_id: uuid.UUID) -> User:
         """Mark a user deleted: sessions and API keys revoked at once, libraries queued for deletion."""
@@ -215,7 +274,7 @@ class UserService:
         def work(txn: Txn) -> User:
             user = txn.get(USERS, user_id.bytes)
             if user is None:
-                raise NotFoundOrNoAccess("adminUser.delete")
+                raise InvalidInput(USER_NOT_FOUND)
             if user.deleted_at is not None:
                 return user
             now = utc_now()
@@ -228,11 +287,18 @@ class UserService:
         return self.index.write(work)
 
 
+def end_sessions(txn: Txn, user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> None:
+    """End a user's login sessions, except `keep` (inside the caller's write transaction)."""
+    doomed = [
+        key for key, session in txn.items(SESSIONS) if session.user_id == user_id and session.id != keep
+    ]
+    for key in doomed:
+        txn.delete(SESSIONS, key)
+
+
 def revoke_all_credentials(txn: Txn, user_id: uuid.UUID) -> None:
     """Drop every session and API key of a user (inside the caller's write transaction)."""
-    doomed_sessions = [key for key, session in txn.items(SESSIONS) if session.user_id == user_id]
-    for key in doomed_sessions:
-        txn.delete(SESSIONS, key)
+    end_sessions(txn, user_id)
     doomed_keys = [key for key in txn.values(API_KEYS) if key.user_id == user_id]
     for api_key in doomed_keys:
         txn.delete(API_KEY_BY_SECRET, api_key.secret_hash)

@@ -34,7 +34,8 @@ def _fail_on_error_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptur
     yield
     if request.node.get_closest_marker("allow_error_logs"):
         return
-    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    records = [r for phase in ("setup", "call", "teardown") for r in caplog.get_records(phase)]
+    errors = [r for r in records if r.levelno >= logging.ERROR]
     assert not errors, "unexpected ERROR logs: " + "; ".join(r.getMessage() for r in errors)
 
 

@@ -6,6 +6,9 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, after_this_request, request
 from quart_schema import validate_request, validate_response
 
+from daemon.credentials import hash_password_off_loop
+from daemon.errors import InvalidInput
+
 from ..access import access, principal, services
 from ..dto import UserAdminResponse, user_admin_response
 from ..validation import Email
@@ -52,7 +55,10 @@ class ValidateToken(BaseModel):
 @validate_request(SignUp)
 @validate_response(UserAdminResponse, 201)
 async def admin_sign_up(data: SignUp) -> tuple[UserAdminResponse, int]:
-    user = services().users.admin_sign_up(email=data.email, password=data.password, name=data.name)
+    if not data.password:
+        raise InvalidInput(["password should not be empty"])
+    password_hash = await hash_password_off_loop(data.password)
+    user = services().users.admin_sign_up(email=data.email, password_hash=password_hash, name=data.name)
     return user_admin_response(user), 201
 
 
@@ -61,7 +67,7 @@ async def admin_sign_up(data: SignUp) -> tuple[UserAdminResponse, int]:
 @validate_request(LoginCredentials)
 @validate_response(LoginResponse, 201)
 async def login(data: LoginCredentials) -> tuple[LoginResponse, int]:
-    result = services().auth.login(
+    result = await services().auth.login(
         data.email, data.password, device_type=request.headers.get("User-Agent", "")
     )
     user = result.user

@@ -6,6 +6,9 @@ from pydantic import BaseModel, Field
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
+from daemon.credentials import hash_password_off_loop
+from daemon.errors import InvalidInput
+
 from ..access import access, principal, services
 from ..dto import UserAdminResponse, user_admin_response
 from ..validation import Email, parse_uuid
@@ -62,9 +65,15 @@ _FIELDS = {
 _NULLABLE = {"storageLabel", "quotaSizeInBytes", "externalPath"}
 
 
-def _changes(data: BaseModel) -> dict[str, object]:
+async def _changes(data: BaseModel) -> dict[str, object]:
+    """Service-side change set; a new password is hashed here, off the event loop."""
     given = data.model_dump(exclude_unset=True)
-    return {_FIELDS[k]: v for k, v in given.items() if v is not None or k in _NULLABLE}
+    changes = {_FIELDS[k]: v for k, v in given.items() if v is not None or k in _NULLABLE}
+    if "password" in changes:
+        if not changes["password"]:
+            raise InvalidInput(["password should not be empty"])
+        changes["password_hash"] = await hash_password_off_loop(changes.pop("password"))
+    return changes
 
 
 @blueprint.get("/api/users/me")
@@ -79,7 +88,7 @@ async def get_me() -> UserAdminResponse:
 @validate_request(UpdateMe)
 @validate_response(UserAdminResponse)
 async def update_me(data: UpdateMe) -> UserAdminResponse:
-    user = services().users.update(principal().user.id, _changes(data), as_admin=False)
+    user = services().users.update_own_profile(principal(), await _changes(data))
     return user_admin_response(user)
 
 
@@ -97,9 +106,11 @@ async def list_users(query_args: ListUsersQuery) -> list[UserAdminResponse]:
 @validate_request(AdminCreateUser)
 @validate_response(UserAdminResponse, 201)
 async def create_user(data: AdminCreateUser) -> tuple[UserAdminResponse, int]:
+    if not data.password:
+        raise InvalidInput(["password should not be empty"])
     user = services().users.create(
         email=data.email,
-        password=data.password,
+        password_hash=await hash_password_off_loop(data.password),
         name=data.name,
         is_admin=data.isAdmin,
         storage_label=data.storageLabel,
@@ -124,7 +135,7 @@ async def get_user(user_id: str) -> UserAdminResponse:
 @validate_response(UserAdminResponse)
 async def update_user(user_id: str, data: AdminUpdateUser) -> UserAdminResponse:
     target = services().users.get_for_admin(principal(), parse_uuid(user_id))
-    return user_admin_response(services().users.update(target.id, _changes(data), as_admin=True))
+    return user_admin_response(services().users.update(target.id, await _changes(data), as_admin=True))
 
 
 @blueprint.delete("/api/admin/users/<user_id>")

@@ -119,3 +119,29 @@ async def test_oversized_body_is_refused_without_reading_it_all(admin):
     )
     assert reply.status_code == 413
     assert reply.headers["content-type"] == "application/json; charset=utf-8"
+
+
+async def test_public_routes_ignore_any_bad_credentials(daemon):
+    bad = [{"x-api-key": "nope"}, {"Authorization": "Bearer nope"}, {"Cookie": "immich_access_token=nope"}]
+    for headers in bad:
+        async with daemon.client(**headers) as client:
+            for path in ("/api/server/version", "/api/server/features", "/api/server/media-types"):
+                assert (await client.get(path)).status_code == 200, (headers, path)
+            login = await client.post("/api/auth/login", json={"email": "x@example.com", "password": "x"})
+            assert login.json()["message"] == "Incorrect email or password"
+            sign_up = await client.post("/api/auth/admin-sign-up", json={"email": "bad"})
+            assert sign_up.status_code == 400
+
+
+async def test_bad_cookie_and_bearer_messages(daemon):
+    async with daemon.client(Cookie="immich_access_token=nope") as client:
+        reply = await client.get("/api/users/me")
+        assert reply.status_code == 401 and reply.json()["message"] == "Invalid user token"
+    async with daemon.client(Authorization="Bearer nope") as client:
+        assert (await client.get("/api/users/me")).json()["message"] == "Invalid user token"
+
+
+async def test_uuid_must_be_canonical(admin):
+    for bad in ("urn:uuid:12345678-1234-1234-1234-123456789abc", "12345678123412341234123456789abc", "{x}"):
+        reply = await admin.client.get(f"/api/api-keys/{bad}")
+        assert reply.status_code == 400 and reply.json()["message"] == ["id must be a UUID"], bad

@@ -19,18 +19,18 @@ def run_check(data_dir) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def populated(settings):
+async def populated(settings):
     from daemon.services import Services
 
     with Index(settings.index_path) as index:
         services = Services.build(settings, index)
         user = services.users.create(email="u@example.com", password="pw", name="U")
         key = services.api_keys.create(Principal(user=user), name="k", permissions=None)
-        services.auth.login("u@example.com", "pw")
+        await services.auth.login("u@example.com", "pw")
     return settings, user, key
 
 
-def test_a_consistent_index_passes(populated):
+async def test_a_consistent_index_passes(populated):
     settings, _, _ = populated
     result = run_check(settings.data_dir)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -79,7 +79,7 @@ def corrupt(settings, work):
         "garbage",
     ],
 )
-def test_violations_are_reported_and_exit_non_zero(populated, breakage, expected):
+async def test_violations_are_reported_and_exit_non_zero(populated, breakage, expected):
     settings, user, key = populated
     corrupt(settings, breakage(user, key))
     result = run_check(settings.data_dir)

@@ -89,7 +89,10 @@ def test_older_schema_is_migrated_step_by_step(tmp_path):
     def to_3(txn: Txn) -> None:
         ran.append(3)
 
-    with Index(tmp_path / "index", schema_version=3, migrations={1: to_2, 2: to_3}) as index:
+    with pytest.raises(IndexUnusable, match="start the daemon once to migrate"):
+        Index(tmp_path / "index", schema_version=3, migrations={1: to_2, 2: to_3})
+    assert ran == []
+    with Index(tmp_path / "index", schema_version=3, migrations={1: to_2, 2: to_3}, migrate=True) as index:
         assert index.stored_schema_version() == 3
         with index.read() as txn:
             assert txn.get(USER_BY_EMAIL, b"migrated") == b"yes"
@@ -100,7 +103,7 @@ def test_missing_migration_is_refused(tmp_path):
     with Index(tmp_path / "index", schema_version=1):
         pass
     with pytest.raises(IndexUnusable, match="No migration from index schema version 1 to 2"):
-        Index(tmp_path / "index", schema_version=2, migrations={})
+        Index(tmp_path / "index", schema_version=2, migrations={}, migrate=True)
 
 
 def test_readonly_open_of_a_missing_index_names_the_path(tmp_path):
@@ -111,3 +114,45 @@ def test_readonly_open_of_a_missing_index_names_the_path(tmp_path):
 def test_schema_version_is_recorded(tmp_path):
     with Index(tmp_path / "index") as index, index.read() as txn:
         assert msgspec.msgpack.decode(txn.get(META, b"schema_version")) == index.schema_version
+
+
+def test_growth_under_an_open_reader_is_refused_clearly(tmp_path):
+    with Index(tmp_path / "index", map_size=64 * 1024) as index:
+        blob = b"x" * 4000
+        with index.read(), pytest.raises(IndexUnusable, match="cannot grow while a read transaction is open"):
+            for batch in range(20):
+                index.write(
+                    lambda txn, b=batch: [
+                        txn.put(USER_BY_EMAIL, f"{b}-{i}".encode(), blob) for i in range(50)
+                    ]
+                )
+        index.write(
+            lambda txn: txn.put(USER_BY_EMAIL, b"after", blob)
+        )  # usable again once the reader is gone
+
+
+def test_growth_by_another_process_is_adopted(tmp_path):
+    import subprocess
+    import sys
+
+    with Index(tmp_path / "index", map_size=64 * 1024) as index:
+        code = (
+            "from daemon.index import Index, USER_BY_EMAIL\n"
+            f"with Index({str(tmp_path / 'index')!r}, map_size=64 * 1024) as other:\n"
+            "    for b in range(20):\n"
+            "        fill = lambda txn, b=b: [txn.put(USER_BY_EMAIL, f'{b}-{i}'.encode(), b'x' * 4000)\n"
+            "                                 for i in range(50)]\n"
+            "        other.write(fill)\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        index.write(lambda txn: txn.put(USER_BY_EMAIL, b"mine", b"y" * 4000))
+        with index.read() as txn:
+            assert txn.count(USER_BY_EMAIL) == 1001
+
+
+def test_a_failed_open_can_be_retried_in_the_same_process(tmp_path):
+    with Index(tmp_path / "index", schema_version=5):
+        pass
+    for _ in range(2):
+        with pytest.raises(IndexUnusable):
+            Index(tmp_path / "index", schema_version=1)

@@ -92,18 +92,18 @@ def test_changing_email_moves_the_lookup(services):
     create(services, "old@example.com")  # the old address is free again
 
 
-def test_password_change_takes_effect(services):
+async def test_password_change_takes_effect(services):
     user = create(services)
     services.users.update(user.id, {"password": "second"}, as_admin=False)
     with pytest.raises(AuthenticationRequired, match="Incorrect email or password"):
-        services.auth.login(user.email, "pw")
-    assert services.auth.login(user.email, "second").user.id == user.id
+        await services.auth.login(user.email, "pw")
+    assert (await services.auth.login(user.email, "second")).user.id == user.id
 
 
-def test_deleting_a_user_revokes_their_credentials_and_libraries(services, index):
+async def test_deleting_a_user_revokes_their_credentials_and_libraries(services, index):
     admin = services.users.admin_sign_up(email="a@example.com", password="pw", name="A")
     user = create(services)
-    login = services.auth.login(user.email, "pw")
+    login = await services.auth.login(user.email, "pw")
     key = services.api_keys.create(Principal(user=user), name="k", permissions=None)
     deleted = services.users.delete(Principal(user=admin), user.id)
     assert deleted.deleted_at is not None and deleted.status == "deleted"
@@ -112,7 +112,7 @@ def test_deleting_a_user_revokes_their_credentials_and_libraries(services, index
     with pytest.raises(AuthenticationRequired, match="Invalid API key"):
         services.auth.authenticate(Credentials(api_key=key.secret))
     with pytest.raises(AuthenticationRequired):
-        services.auth.login(user.email, "pw")
+        await services.auth.login(user.email, "pw")
     with index.read() as txn:
         assert libraries_of(txn, user.id) == []
         assert all(lib.deleted_at for lib in libraries_of(txn, user.id, include_deleted=True))
@@ -141,7 +141,7 @@ def test_api_keys_are_personal_and_scoped(services):
     principal.require_permission("user.read")
     with pytest.raises(Forbidden, match=r"Missing required permission: asset\.read"):
         principal.require_permission("asset.read")
-    with pytest.raises(Forbidden):  # a scoped key cannot mint a stronger one
+    with pytest.raises(InvalidInput, match="Cannot grant"):  # a scoped key cannot mint a stronger one
         services.api_keys.create(principal, name="x", permissions=["all"])
     with pytest.raises(NotFoundOrNoAccess, match=r"Not found or no apiKey\.read access"):
         services.api_keys.get(Principal(user=bob), key.api_key.id)
@@ -149,12 +149,53 @@ def test_api_keys_are_personal_and_scoped(services):
         services.api_keys.create(Principal(user=alice), name="x", permissions=["no.such"])
 
 
-def test_secrets_are_not_stored(services, index):
+async def test_secrets_are_not_stored(services, index):
     user = create(services)
     key = services.api_keys.create(Principal(user=user), name="k", permissions=None)
-    login = services.auth.login(user.email, "pw")
+    login = await services.auth.login(user.email, "pw")
     index.sync()
     raw = (index.path / "data.mdb").read_bytes()
     assert key.secret.encode() not in raw
     assert login.access_token.encode() not in raw
     assert user.password_hash.startswith("$argon2id$")
+
+
+def test_the_last_admin_cannot_be_demoted_so_sign_up_stays_closed(services):
+    admin = services.users.admin_sign_up(email="a@example.com", password="pw", name="A")
+    with pytest.raises(InvalidInput, match="last admin"):
+        services.users.update(admin.id, {"is_admin": False}, as_admin=True)
+    with pytest.raises(InvalidInput, match="The server already has an admin"):
+        services.users.admin_sign_up(email="evil@example.com", password="pw", name="Evil")
+    second = create(services, "b@example.com", is_admin=True)
+    services.users.update(admin.id, {"is_admin": False}, as_admin=True)  # another admin remains
+    assert services.users.get(second.id).is_admin
+
+
+def test_a_scoped_key_cannot_change_password_or_email(services):
+    user = create(services)
+    key = services.api_keys.create(Principal(user=user), name="k", permissions=["user.update"])
+    scoped = services.auth.authenticate(Credentials(api_key=key.secret))
+    assert services.users.update_own_profile(scoped, {"name": "Renamed"}).name == "Renamed"
+    for changes in ({"password": "new"}, {"email": "x@example.com"}):
+        with pytest.raises(Forbidden, match="Missing required permission: all"):
+            services.users.update_own_profile(scoped, changes)
+
+
+async def test_own_password_change_clears_the_flag_and_ends_other_sessions(services):
+    user = create(services, should_change_password=True)
+    first = await services.auth.login(user.email, "pw")
+    second = await services.auth.login(user.email, "pw")
+    current = services.auth.authenticate(Credentials(bearer=second.access_token))
+    updated = services.users.update_own_profile(current, {"password": "new"})
+    assert updated.should_change_password is False
+    services.auth.authenticate(
+        Credentials(bearer=second.access_token)
+    )  # the session that changed it lives on
+    with pytest.raises(AuthenticationRequired, match="Invalid user token"):
+        services.auth.authenticate(Credentials(bearer=first.access_token))
+
+
+@pytest.mark.parametrize("label", ["../../etc", "a/b", ".hidden", "x\n"])
+def test_storage_labels_cannot_be_paths(services, label):
+    with pytest.raises(InvalidInput, match="Invalid storage label"):
+        create(services, storage_label=label)

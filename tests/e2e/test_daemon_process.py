@@ -51,6 +51,13 @@ def test_serve_sign_up_login_key_and_sigterm(tmp_path):
             client.cookies.clear()
             me = client.get("/api/users/me", headers={"x-api-key": secret})
             assert me.status_code == 200 and me.json()["email"] == admin["email"]
+        live_check = subprocess.run(
+            [*FILMROLL, "check", "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert live_check.returncode == 0, live_check.stdout + live_check.stderr  # beside the running daemon
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
