@@ -25,7 +25,7 @@ import lmdb
 import msgspec
 
 from .errors import IndexUnusable
-from .records import ApiKey, Library, Session, User
+from .records import ApiKey, Asset, Library, PendingJob, Session, User
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,12 @@ SESSIONS = Table("sessions", Session)  # sha256(token) -> Session
 API_KEYS = Table("api_keys", ApiKey)  # key id -> ApiKey
 API_KEY_BY_SECRET: Table[bytes] = Table("api_key_by_secret")  # sha256(secret) -> key id
 LIBRARIES = Table("libraries", Library)  # library id -> Library
+ASSETS = Table("assets", Asset)  # asset id -> Asset
+ASSET_BY_PATH: Table[bytes] = Table("asset_by_path")  # library id + original path bytes -> asset id
+OFFLINE_BY_SIGNATURE: Table[bytes] = Table(
+    "offline_by_signature"
+)  # library id + size + mtime + asset id -> b""
+PENDING_JOBS = Table("pending_jobs", PendingJob)  # queue name + NUL + asset id -> PendingJob
 
 TABLES: tuple[Table[Any], ...] = (
     META,
@@ -72,6 +78,10 @@ TABLES: tuple[Table[Any], ...] = (
     API_KEYS,
     API_KEY_BY_SECRET,
     LIBRARIES,
+    ASSETS,
+    ASSET_BY_PATH,
+    OFFLINE_BY_SIGNATURE,
+    PENDING_JOBS,
 )
 
 # Schema migrations: MIGRATIONS[n] upgrades an index at version n to n + 1, inside one write transaction.
@@ -126,6 +136,8 @@ class Index:
 
     Raises `IndexUnusable` if the environment cannot be opened or its schema version is newer than this code's.
     `readonly=True` opens an existing index without creating or migrating anything (for `filmroll check`).
+    Only an open with `migrate=True` (the daemon's) upgrades an older schema; other processes refuse it, so a CLI
+    command never migrates an index under a running daemon.
     """
 
     def __init__(
@@ -136,8 +148,10 @@ class Index:
         map_size: int = INITIAL_MAP_SIZE,
         schema_version: int = SCHEMA_VERSION,
         migrations: Mapping[int, Migration] = MIGRATIONS,
+        migrate: bool = False,
     ):
         self.path = Path(path)
+        self._open_readers = 0
         self.readonly = readonly
         self.schema_version = schema_version
         if not readonly:
@@ -155,8 +169,17 @@ class Index:
             )
         except lmdb.Error as error:
             raise IndexUnusable(f"Cannot open the index at {self.path}: {error}") from error
+        try:
+            self.env.reader_check()  # free the slots of readers that died (a killed CLI must not pin pages)
+            self._open_tables()
+            self._prepare_schema(migrations, migrate=migrate)
+        except BaseException:
+            self.env.close()  # LMDB forbids a second open of the same environment in this process
+            raise
+
+    def _open_tables(self) -> None:
         self._dbs: dict[str, Any] = {}
-        if readonly:
+        if self.readonly:
             for table in TABLES:
                 try:
                     self._dbs[table.name] = self.env.open_db(table.name.encode(), create=False)
@@ -166,7 +189,6 @@ class Index:
             with self.env.begin(write=True) as raw:
                 for table in TABLES:
                     self._dbs[table.name] = self.env.open_db(table.name.encode(), txn=raw)
-        self._prepare_schema(migrations)
 
     # -- transactions -------------------------------------------------------------------------------------
 
@@ -174,9 +196,11 @@ class Index:
     def read(self) -> Iterator[Txn]:
         """A read-only snapshot. Cheap; keep it short in the daemon so old pages can be reused."""
         raw = self._begin(write=False)
+        self._open_readers += 1
         try:
             yield Txn(raw, self._dbs)
         finally:
+            self._open_readers -= 1
             raw.abort()
 
     def write(self, work: Callable[[Txn], T]) -> T:
@@ -213,6 +237,10 @@ class Index:
             return self.env.begin(write=write)
 
     def _grow(self) -> None:
+        if self._open_readers:
+            # py-lmdb cannot resize under an open transaction of this process (it would invalidate it).
+            raise IndexUnusable("The index map is full and cannot grow while a read transaction is open")
+        self.env.reader_check()
         old = self.env.info()["map_size"]
         new = old * 2
         log.info("index map is full at %d MiB; growing it to %d MiB", old >> 20, new >> 20)
@@ -225,7 +253,7 @@ class Index:
             raw = txn.get(META, b"schema_version")
         return None if raw is None else msgspec.msgpack.decode(raw, type=int)
 
-    def _prepare_schema(self, migrations: Mapping[int, Migration]) -> None:
+    def _prepare_schema(self, migrations: Mapping[int, Migration], *, migrate: bool) -> None:
         stored = self.stored_schema_version()
         if stored is None:
             if self.readonly:
@@ -240,7 +268,7 @@ class Index:
                 f"({self.schema_version}). Upgrade filmroll, or restore a backup made by this version."
             )
         if stored < self.schema_version:
-            if self.readonly:
+            if self.readonly or not migrate:
                 raise IndexUnusable(
                     f"The index at {self.path} has schema version {stored}; start the daemon once to migrate it "
                     f"to {self.schema_version}"

@@ -73,3 +73,47 @@ class Library(Record, kw_only=True):
     updated_at: datetime
     refreshed_at: datetime | None = None
     deleted_at: datetime | None = None
+
+
+AssetType = Literal["IMAGE", "VIDEO"]
+Visibility = Literal["timeline", "archive", "hidden", "locked"]
+
+
+class Asset(Record, kw_only=True):
+    """One photo or video. External assets are identified by (library, original_path); upload assets by content.
+
+    `original_path` is the exact bytes of the path as crawled (or as stored, for uploads). Derivable values are not
+    stored: the file name is the path's basename, `fileModifiedAt` comes from `file_mtime_ns`, an external asset's
+    path checksum is SHA-1 of `b"path:" + original_path`.
+    """
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    library_id: uuid.UUID
+    type: AssetType
+    original_path: bytes
+    file_size: int
+    file_mtime_ns: int
+    file_created_at: datetime
+    local_date_time: datetime
+    created_at: datetime
+    updated_at: datetime
+    is_offline: bool = False
+    trashed_at: datetime | None = None
+    is_favorite: bool = False
+    visibility: Visibility = "timeline"
+    content_sha1: bytes | None = None
+    """SHA-1 of the content: the upload checksum, or for external files computed by the metadata job (moves)."""
+    sidecar_path: bytes | None = None
+    sidecar_mtime_ns: int | None = None
+    metadata_extracted_at: datetime | None = None
+    thumbhash: bytes | None = None
+
+
+class PendingJob(Record, kw_only=True):
+    """A unit of media work waiting for its queue (key: queue name, NUL, asset id). Enqueuing twice merges."""
+
+    queued_at: datetime
+    force: bool = False
+    attempts: int = 0
+    last_error: str | None = None

@@ -1,0 +1,88 @@
+"""Asset records in the index: the one place that keeps `assets` and its secondary tables in step.
+
+Every change of an asset's path or offline state goes through these functions, inside the caller's write
+transaction, so `asset_by_path` and `offline_by_signature` always agree with `assets` (`check_index` verifies it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+
+from . import job_queue
+from .index import ASSET_BY_PATH, ASSETS, OFFLINE_BY_SIGNATURE, Txn
+from .records import Asset
+
+_MTIME_OFFSET = 1 << 63  # mtimes may be negative; keys must sort as unsigned bytes
+
+
+def path_key(library_id: uuid.UUID, path: bytes) -> bytes:
+    return library_id.bytes + path
+
+
+def signature_prefix(library_id: uuid.UUID, size: int, mtime_ns: int) -> bytes:
+    return library_id.bytes + size.to_bytes(8, "big") + (mtime_ns + _MTIME_OFFSET).to_bytes(8, "big")
+
+
+def signature_key(asset: Asset) -> bytes:
+    return signature_prefix(asset.library_id, asset.file_size, asset.file_mtime_ns) + asset.id.bytes
+
+
+def file_name(asset: Asset) -> str:
+    """`originalFileName`: the basename with its extension (invalid bytes shown as U+FFFD)."""
+    return os.path.basename(asset.original_path).decode("utf-8", "replace")
+
+
+def path_checksum(path: bytes) -> bytes:
+    """An external asset's `checksum`: SHA-1 of `b"path:" + path`, as Immich does (a path hash)."""
+    return hashlib.sha1(b"path:" + path, usedforsecurity=False).digest()
+
+
+def mtime_datetime(mtime_ns: int) -> datetime:
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC)
+
+
+def get(txn: Txn, asset_id: uuid.UUID) -> Asset | None:
+    return txn.get(ASSETS, asset_id.bytes)
+
+
+def insert(txn: Txn, asset: Asset) -> None:
+    txn.put(ASSETS, asset.id.bytes, asset)
+    txn.put(ASSET_BY_PATH, path_key(asset.library_id, asset.original_path), asset.id.bytes)
+    if asset.is_offline:
+        txn.put(OFFLINE_BY_SIGNATURE, signature_key(asset), b"")
+
+
+def update(txn: Txn, before: Asset, **changes: object) -> Asset:
+    """Store `before` with `changes`, moving its path key and offline signature as needed."""
+    after = msgspec.structs.replace(before, **changes)
+    if after.original_path != before.original_path or after.library_id != before.library_id:
+        txn.delete(ASSET_BY_PATH, path_key(before.library_id, before.original_path))
+        txn.put(ASSET_BY_PATH, path_key(after.library_id, after.original_path), after.id.bytes)
+    if before.is_offline:
+        txn.delete(OFFLINE_BY_SIGNATURE, signature_key(before))
+    if after.is_offline:
+        txn.put(OFFLINE_BY_SIGNATURE, signature_key(after), b"")
+    txn.put(ASSETS, after.id.bytes, after)
+    return after
+
+
+def remove(txn: Txn, asset: Asset) -> None:
+    """Drop an asset's index entries and pending work. Files on disk are the caller's business (never originals
+    of external libraries)."""
+    txn.delete(ASSETS, asset.id.bytes)
+    txn.delete(ASSET_BY_PATH, path_key(asset.library_id, asset.original_path))
+    if asset.is_offline:
+        txn.delete(OFFLINE_BY_SIGNATURE, signature_key(asset))
+    job_queue.drop_all(txn, asset.id)
+
+
+def of_library(txn: Txn, library_id: uuid.UUID):
+    """(path, asset id) of every asset of the library, in path order."""
+    prefix = library_id.bytes
+    for key, asset_id in txn.items(ASSET_BY_PATH, prefix):
+        yield key[len(prefix) :], uuid.UUID(bytes=asset_id)
