@@ -1,7 +1,10 @@
 """Asset records in the index: the one place that keeps `assets` and its secondary tables in step.
 
-Every change of an asset's path or offline state goes through these functions, inside the caller's write
-transaction, so `asset_by_path` and `offline_by_signature` always agree with `assets` (`check_index` verifies it).
+Every change of an asset goes through these functions, inside the caller's write transaction, so
+`asset_by_path` and `offline_by_signature` always agree with `assets` (`check_index` verifies it).
+
+`asset_by_path` values carry what a rescan compares — id, size, mtime, a sidecar fingerprint and the offline flag
+(`PathEntry`, 41 bytes) — so a scan of an unchanged library never reads the asset records themselves.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
@@ -18,6 +23,44 @@ from .index import ASSET_BY_PATH, ASSETS, OFFLINE_BY_SIGNATURE, Txn
 from .records import Asset
 
 _MTIME_OFFSET = 1 << 63  # mtimes may be negative; keys must sort as unsigned bytes
+_OFFLINE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PathEntry:
+    asset_id: uuid.UUID
+    size: int
+    mtime_ns: int
+    sidecar: int
+    offline: bool
+
+    @classmethod
+    def decode(cls, value: bytes) -> PathEntry:
+        return cls(
+            asset_id=uuid.UUID(bytes=value[:16]),
+            size=int.from_bytes(value[16:24], "big"),
+            mtime_ns=int.from_bytes(value[24:32], "big") - _MTIME_OFFSET,
+            sidecar=int.from_bytes(value[32:40], "big"),
+            offline=bool(value[40] & _OFFLINE),
+        )
+
+
+def sidecar_fingerprint(path: bytes | None, mtime_ns: int | None) -> int:
+    """0 without a sidecar; otherwise 8 bytes of a hash of its path and mtime (a change of either shows)."""
+    if path is None:
+        return 0
+    digest = hashlib.blake2b(path + b"\0" + str(mtime_ns).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+def path_entry(asset: Asset) -> bytes:
+    return (
+        asset.id.bytes
+        + asset.file_size.to_bytes(8, "big")
+        + (asset.file_mtime_ns + _MTIME_OFFSET).to_bytes(8, "big")
+        + sidecar_fingerprint(asset.sidecar_path, asset.sidecar_mtime_ns).to_bytes(8, "big")
+        + bytes([_OFFLINE if asset.is_offline else 0])
+    )
 
 
 def path_key(library_id: uuid.UUID, path: bytes) -> bytes:
@@ -52,7 +95,7 @@ def get(txn: Txn, asset_id: uuid.UUID) -> Asset | None:
 
 def insert(txn: Txn, asset: Asset) -> None:
     txn.put(ASSETS, asset.id.bytes, asset)
-    txn.put(ASSET_BY_PATH, path_key(asset.library_id, asset.original_path), asset.id.bytes)
+    txn.put(ASSET_BY_PATH, path_key(asset.library_id, asset.original_path), path_entry(asset))
     if asset.is_offline:
         txn.put(OFFLINE_BY_SIGNATURE, signature_key(asset), b"")
 
@@ -62,7 +105,7 @@ def update(txn: Txn, before: Asset, **changes: object) -> Asset:
     after = msgspec.structs.replace(before, **changes)
     if after.original_path != before.original_path or after.library_id != before.library_id:
         txn.delete(ASSET_BY_PATH, path_key(before.library_id, before.original_path))
-        txn.put(ASSET_BY_PATH, path_key(after.library_id, after.original_path), after.id.bytes)
+    txn.put(ASSET_BY_PATH, path_key(after.library_id, after.original_path), path_entry(after))
     if before.is_offline:
         txn.delete(OFFLINE_BY_SIGNATURE, signature_key(before))
     if after.is_offline:
@@ -81,8 +124,8 @@ def remove(txn: Txn, asset: Asset) -> None:
     job_queue.drop_all(txn, asset.id)
 
 
-def of_library(txn: Txn, library_id: uuid.UUID):
-    """(path, asset id) of every asset of the library, in path order."""
+def of_library(txn: Txn, library_id: uuid.UUID) -> Iterator[tuple[bytes, PathEntry]]:
+    """(path, entry) of every asset of the library, in path order."""
     prefix = library_id.bytes
-    for key, asset_id in txn.items(ASSET_BY_PATH, prefix):
-        yield key[len(prefix) :], uuid.UUID(bytes=asset_id)
+    for key, value in txn.items(ASSET_BY_PATH, prefix):
+        yield key[len(prefix) :], PathEntry.decode(value)

@@ -13,11 +13,16 @@ from typing import Any
 
 import msgspec
 
+from . import assets as asset_index
 from .index import (
     API_KEY_BY_SECRET,
     API_KEYS,
+    ASSET_BY_PATH,
+    ASSETS,
     LIBRARIES,
     META,
+    OFFLINE_BY_SIGNATURE,
+    PENDING_JOBS,
     SESSIONS,
     USER_BY_EMAIL,
     USERS,
@@ -58,8 +63,12 @@ def check_index(index: Index) -> list[str]:
         api_keys = _decoded(txn, API_KEYS, problems)
         by_secret = _decoded(txn, API_KEY_BY_SECRET, problems)
         libraries = _decoded(txn, LIBRARIES, problems)
+        assets = _decoded(txn, ASSETS, problems)
+        by_path = dict(txn.raw_items(ASSET_BY_PATH))
+        offline_signatures = {key for key, _ in txn.raw_items(OFFLINE_BY_SIGNATURE)}
+        pending = _decoded(txn, PENDING_JOBS, problems)
 
-    for table, entries in ((USERS, users), (API_KEYS, api_keys), (LIBRARIES, libraries)):
+    for table, entries in ((USERS, users), (API_KEYS, api_keys), (LIBRARIES, libraries), (ASSETS, assets)):
         _id_key_matches(table, entries, problems)
 
     # users <-> user_by_email
@@ -115,7 +124,41 @@ def check_index(index: Index) -> list[str]:
     for user in users.values():
         if user.deleted_at is None and user.id.bytes not in live_upload_owners:
             problems.append(f"users[{user.id}]: has no upload library")
+    _check_assets(assets, libraries, by_path, offline_signatures, pending, problems)
     return problems
+
+
+def _check_assets(assets, libraries, by_path, offline_signatures, pending, problems: list[str]) -> None:
+    """assets <-> asset_by_path (with the compared fields), offline_by_signature, libraries, pending jobs."""
+    for asset in assets.values():
+        library = libraries.get(asset.library_id.bytes)
+        if library is None:
+            problems.append(f"assets[{asset.id}]: library {asset.library_id} does not exist")
+        elif library.owner_id != asset.owner_id:
+            problems.append(f"assets[{asset.id}]: owner {asset.owner_id} is not its library's owner")
+        key = asset_index.path_key(asset.library_id, asset.original_path)
+        if by_path.get(key) != asset_index.path_entry(asset):
+            problems.append(
+                f"assets[{asset.id}]: asset_by_path entry for {asset.original_path!r} is missing or stale"
+            )
+        if asset.is_offline != (asset_index.signature_key(asset) in offline_signatures):
+            problems.append(
+                f"assets[{asset.id}]: offline_by_signature disagrees with isOffline={asset.is_offline}"
+            )
+    for key, value in by_path.items():
+        asset = assets.get(value[:16])
+        if asset is None or asset_index.path_key(asset.library_id, asset.original_path) != key:
+            problems.append(
+                f"asset_by_path[{key[16:]!r}]: points to a missing or moved asset {_uuid(value[:16])}"
+            )
+    live_offline = {asset_index.signature_key(a) for a in assets.values() if a.is_offline}
+    for key in offline_signatures - live_offline:
+        problems.append(f"offline_by_signature[{key.hex()}]: no offline asset has this signature")
+    for key in pending:
+        if key[-16:] not in assets:
+            problems.append(
+                f"pending_jobs[{key[:-17].decode(errors='replace')}]: asset {_uuid(key[-16:])} is gone"
+            )
 
 
 def _uuid(raw: bytes) -> str:

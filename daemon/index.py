@@ -107,14 +107,19 @@ class Txn:
     def delete(self, table: Table[Any], key: bytes) -> bool:
         return self.raw.delete(key, db=self._dbs[table.name])
 
-    def items(self, table: Table[V], prefix: bytes = b"") -> Iterator[tuple[bytes, V]]:
-        """Entries in key order, optionally only those whose key starts with `prefix`."""
+    def items(
+        self, table: Table[V], prefix: bytes = b"", *, after: bytes | None = None
+    ) -> Iterator[tuple[bytes, V]]:
+        """Entries in key order whose key starts with `prefix` (and, with `after`, sorts strictly after it)."""
         with self.raw.cursor(db=self._dbs[table.name]) as cursor:
-            if not cursor.set_range(prefix):
+            start = prefix if after is None or after < prefix else after
+            if not cursor.set_range(start):
                 return
             for key, raw in cursor:
                 if not key.startswith(prefix):
                     return
+                if after is not None and key <= after:
+                    continue
                 yield key, table.decode(raw)
 
     def raw_items(self, table: Table[Any]) -> Iterator[tuple[bytes, bytes]]:
@@ -126,6 +131,12 @@ class Txn:
     def values(self, table: Table[V], prefix: bytes = b"") -> Iterator[V]:
         for _, value in self.items(table, prefix):
             yield value
+
+    @contextmanager
+    def cursor(self, table: Table[Any]) -> Iterator[lmdb.Cursor]:
+        """A raw cursor over `table` (values undecoded), for merge-joins that walk a table in step with a stream."""
+        with self.raw.cursor(db=self._dbs[table.name]) as cursor:
+            yield cursor
 
     def count(self, table: Table[Any]) -> int:
         return self.raw.stat(self._dbs[table.name])["entries"]

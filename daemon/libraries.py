@@ -6,13 +6,25 @@ so a user and their first library are created atomically.
 
 from __future__ import annotations
 
+import os
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from .index import LIBRARIES, Txn
-from .records import Library
+from . import assets as asset_index
+from .access import Principal
+from .errors import InvalidInput, NotFoundOrNoAccess
+from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
+from .paths import NO_EXTERNAL_PATH_MESSAGE, import_path_problem, not_absolute_message
+from .records import Library, User
+from .scan import NO_EXTERNAL_PATH, ScanMode
+from .timeutil import utc_now
+
+if TYPE_CHECKING:
+    from .library_jobs import LibraryJobQueue
 
 DEFAULT_UPLOAD_LIBRARY_NAME = "Default Library"
 
@@ -44,3 +56,256 @@ def mark_all_deleted(txn: Txn, owner_id: uuid.UUID, now: datetime) -> None:
     """Flag every library of a deleted user; the deletion job removes their assets and then the records."""
     for library in libraries_of(txn, owner_id):
         txn.put(LIBRARIES, library.id.bytes, msgspec.structs.replace(library, deleted_at=now, updated_at=now))
+
+
+# -- validation of library fields (§2.5, §2.6, §3.6) ------------------------------------------------------------
+
+MAX_LIST = 128
+DEFAULT_EXTERNAL_NAME = "New External Library"
+DEFAULT_UPLOAD_NAME = "New Upload Library"
+DEFAULT_EXCLUSIONS = ["**/@eaDir/**", "**/._*", "**/#recycle/**", "**/#snapshot/**"]
+
+
+def _check_list(values: list[str], field: str) -> None:
+    problems = []
+    if any(not value for value in values):
+        problems.append(f"each value in {field} should not be empty")
+    if len(set(values)) != len(values):
+        problems.append(f"All {field}'s elements must be unique")
+    if len(values) > MAX_LIST:
+        problems.append(f"{field} must contain no more than {MAX_LIST} elements")
+    if problems:
+        raise InvalidInput(problems)
+
+
+def check_fields(
+    library_type: str,
+    *,
+    name: str | None,
+    import_paths: list[str] | None,
+    exclusion_patterns: list[str] | None,
+    is_watched: bool | None,
+    owner_external_path: str | None,
+    data_dir: str,
+) -> None:
+    """Raise InvalidInput for anything §2.5/§2.6/§3.6 refuse; nothing is saved then."""
+    if name is not None and not name:
+        raise InvalidInput(["name should not be empty"])
+    for values, field in ((import_paths, "importPaths"), (exclusion_patterns, "exclusionPatterns")):
+        if values is not None:
+            _check_list(values, field)
+    if library_type == "UPLOAD":
+        if import_paths:
+            raise InvalidInput("Upload libraries cannot have import paths")
+        if exclusion_patterns:
+            raise InvalidInput("Upload libraries cannot have exclusion patterns")
+        if is_watched:
+            raise InvalidInput("Upload libraries cannot be watched")
+        return
+    for path in import_paths or []:
+        if not os.path.isabs(path):
+            raise InvalidInput("Invalid import path: " + not_absolute_message(path))
+        problem = import_path_problem(
+            path, external_path=owner_external_path, data_dir=data_dir, check_disk=False
+        )
+        # §3.6: without an external path, paths are stored (a user may prepare libraries); nothing is imported.
+        if problem is not None and problem != NO_EXTERNAL_PATH_MESSAGE:
+            raise InvalidInput(f"Invalid import path: {problem}")
+
+
+# -- the service ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LibraryStatistics:
+    photos: int
+    videos: int
+    usage: int
+
+    @property
+    def total(self) -> int:
+        return self.photos + self.videos
+
+
+class LibraryService:
+    """Library rules for callers (API, CLI): access, validation, and requests to the `library` job queue."""
+
+    def __init__(self, index: Index, data_dir: str, jobs: LibraryJobQueue | None = None):
+        self.index = index
+        self.data_dir = data_dir
+        self.jobs = jobs
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def get(self, principal: Principal, library_id: uuid.UUID, permission: str = "library.read") -> Library:
+        with self.index.read() as txn:
+            library = txn.get(LIBRARIES, library_id.bytes)
+        if library is None or library.deleted_at is not None:
+            raise NotFoundOrNoAccess(permission)
+        principal.require_owner_or_admin(library.owner_id, permission)
+        return library
+
+    def list(self, principal: Principal, library_type: str | None = None) -> list[Library]:
+        """The caller's libraries, oldest first; every user's for an admin (§2.10)."""
+        with self.index.read() as txn:
+            found = [
+                library
+                for library in txn.values(LIBRARIES)
+                if library.deleted_at is None
+                and (principal.is_admin or library.owner_id == principal.user.id)
+                and (library_type is None or library.type == library_type)
+            ]
+        return sorted(found, key=lambda library: library.created_at)
+
+    def asset_count(self, library: Library) -> int:
+        """Assets not trashed, offline ones included (§2.11)."""
+        with self.index.read() as txn:
+            if library.type == "EXTERNAL":  # external assets are never trashed (§14.9): count the path index
+                return sum(1 for _ in txn.items(ASSET_BY_PATH, library.id.bytes))
+            return sum(
+                1
+                for _, entry in asset_index.of_library(txn, library.id)
+                if (asset := asset_index.get(txn, entry.asset_id)) is not None and asset.trashed_at is None
+            )
+
+    def statistics(self, principal: Principal, library_id: uuid.UUID) -> LibraryStatistics:
+        library = self.get(principal, library_id, "library.read")
+        photos = videos = usage = 0
+        with self.index.read() as txn:
+            for _, entry in asset_index.of_library(txn, library.id):
+                asset = asset_index.get(txn, entry.asset_id)
+                if asset is None or asset.trashed_at is not None:
+                    continue
+                photos += asset.type == "IMAGE"
+                videos += asset.type == "VIDEO"
+                usage += asset.file_size
+        return LibraryStatistics(photos=photos, videos=videos, usage=usage)
+
+    def owner_of(self, library: Library) -> User:
+        with self.index.read() as txn:
+            owner = txn.get(USERS, library.owner_id.bytes)
+        if owner is None:
+            raise NotFoundOrNoAccess("library.read")
+        return owner
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        principal: Principal,
+        *,
+        library_type: str = "EXTERNAL",
+        name: str | None = None,
+        import_paths: list[str] | None = None,
+        exclusion_patterns: list[str] | None = None,
+        is_watched: bool | None = None,
+        owner_id: uuid.UUID | None = None,
+    ) -> Library:
+        if owner_id is not None and owner_id != principal.user.id:
+            principal.require_admin()
+        owner_id = owner_id or principal.user.id
+        with self.index.read() as txn:
+            owner = txn.get(USERS, owner_id.bytes)
+        if owner is None or owner.deleted_at is not None:
+            raise InvalidInput("User not found")
+        check_fields(
+            library_type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
+            is_watched=is_watched, owner_external_path=owner.external_path, data_dir=self.data_dir,
+        )  # fmt: skip
+        external = library_type == "EXTERNAL"
+        now = utc_now()
+        library = Library(
+            id=uuid.uuid4(),
+            owner_id=owner_id,
+            type="EXTERNAL" if external else "UPLOAD",
+            name=name or (DEFAULT_EXTERNAL_NAME if external else DEFAULT_UPLOAD_NAME),
+            import_paths=list(import_paths or []),
+            exclusion_patterns=list(exclusion_patterns if exclusion_patterns is not None else
+                                    (DEFAULT_EXCLUSIONS if external else [])),
+            created_at=now,
+            updated_at=now,
+        )  # fmt: skip
+        self.index.write(lambda txn: txn.put(LIBRARIES, library.id.bytes, library))
+        return library
+
+    def update(
+        self,
+        principal: Principal,
+        library_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        import_paths: list[str] | None = None,
+        exclusion_patterns: list[str] | None = None,
+    ) -> Library:
+        """§8.1: omitted fields stay; given lists replace. Editing never starts a scan."""
+        library = self.get(principal, library_id, "library.update")
+        owner = self.owner_of(library)
+        check_fields(
+            library.type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
+            is_watched=None, owner_external_path=owner.external_path, data_dir=self.data_dir,
+        )  # fmt: skip
+        changes: dict[str, object] = {"updated_at": utc_now()}
+        if name is not None:
+            changes["name"] = name
+        if import_paths is not None:
+            changes["import_paths"] = list(import_paths)
+        if exclusion_patterns is not None:
+            changes["exclusion_patterns"] = list(exclusion_patterns)
+
+        def work(txn: Txn) -> Library:
+            current = txn.get(LIBRARIES, library_id.bytes)
+            if current is None or current.deleted_at is not None:
+                raise NotFoundOrNoAccess("library.update")
+            updated = msgspec.structs.replace(current, **changes)
+            txn.put(LIBRARIES, library_id.bytes, updated)
+            return updated
+
+        return self.index.write(work)
+
+    def delete(self, principal: Principal, library_id: uuid.UUID) -> None:
+        """§9: the library disappears at once; the `library` queue then removes its assets."""
+        library = self.get(principal, library_id, "library.delete")
+
+        def work(txn: Txn) -> None:
+            current = txn.get(LIBRARIES, library_id.bytes)
+            if current is None or current.deleted_at is not None:
+                raise NotFoundOrNoAccess("library.delete")
+            if current.type == "UPLOAD":
+                uploads = [lib for lib in libraries_of(txn, current.owner_id) if lib.type == "UPLOAD"]
+                if len(uploads) <= 1:
+                    raise InvalidInput("Cannot delete the last upload library")
+            now = utc_now()
+            txn.put(
+                LIBRARIES, library_id.bytes, msgspec.structs.replace(current, deleted_at=now, updated_at=now)
+            )
+
+        self.index.write(work)
+        if self.jobs is not None:
+            self.jobs.request_delete(library.id)
+
+    def validate(
+        self, principal: Principal, library_id: uuid.UUID, import_paths: list[str]
+    ) -> list[tuple[str, str | None]]:
+        """§3.7: (path, problem or None) for each given path, in order, against the owner's external path."""
+        library = self.get(principal, library_id, "library.update")
+        owner = self.owner_of(library)
+        return [
+            (path, import_path_problem(path, external_path=owner.external_path, data_dir=self.data_dir))
+            for path in import_paths
+        ]
+
+    def request_scan(self, principal: Principal, library_id: uuid.UUID, mode: ScanMode) -> None:
+        """§5.1-5.2: refused for upload libraries and owners without an external path; otherwise queued."""
+        library = self.get(principal, library_id, "library.update")
+        if library.type != "EXTERNAL":
+            raise InvalidInput("Can only refresh external libraries")
+        if self.owner_of(library).external_path is None:
+            raise InvalidInput(NO_EXTERNAL_PATH)
+        if self.jobs is None:
+            raise InvalidInput("Scans run in the daemon")
+        self.jobs.request_scan(library.id, mode)
+
+    def request_remove_offline(self, principal: Principal, library_id: uuid.UUID) -> None:
+        library = self.get(principal, library_id, "library.update")
+        if library.type == "EXTERNAL" and self.jobs is not None:
+            self.jobs.request_remove_offline(library.id)

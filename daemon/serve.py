@@ -84,12 +84,17 @@ async def serve(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
-            async with trio.open_nursery() as workers:
-                urls = await workers.start(_serve_http, services, stop)
-                for url in urls:
-                    log.info("listening on %s", url, extra={"url": url})
-                _announce_first_run(services, urls[0])
-                task_status.started(Running(urls=urls, services=services))
-            # Every worker has finished (HTTP drained after `stop`): end the signal watcher too.
+            async with trio.open_nursery() as jobs:
+                await jobs.start(services.library_jobs.run)
+                await jobs.start(services.metadata.run)
+                async with trio.open_nursery() as http:
+                    urls = await http.start(_serve_http, services, stop)
+                    for url in urls:
+                        log.info("listening on %s", url, extra={"url": url})
+                    _announce_first_run(services, urls[0])
+                    task_status.started(Running(urls=urls, services=services))
+                # HTTP has drained (`stop` is its shutdown trigger). The job workers stop where they are: every
+                # batch they committed is consistent, pending media work is durable, scans are redone by the next.
+                jobs.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
         log.info("stopped cleanly")

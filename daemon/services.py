@@ -8,6 +8,9 @@ from .api_keys import ApiKeyService
 from .auth import AuthService
 from .config import Settings
 from .index import Index
+from .libraries import LibraryService
+from .library_jobs import LibraryJobQueue
+from .media_jobs import MetadataWorker
 from .users import UserService
 
 
@@ -18,14 +21,22 @@ class Services:
     users: UserService
     auth: AuthService
     api_keys: ApiKeyService
+    libraries: LibraryService
+    library_jobs: LibraryJobQueue
+    metadata: MetadataWorker
 
     @classmethod
     def build(cls, settings: Settings, index: Index) -> Services:
-        """Services over an index the caller has opened and will close."""
+        """Services over an index the caller has opened and will close. The job queues' workers run only when
+        someone starts them (`serve` does, in its nursery)."""
+        library_jobs = LibraryJobQueue(index, settings.data_dir)
         return cls(
             settings=settings,
             index=index,
             users=UserService(index),
             auth=AuthService(index),
             api_keys=ApiKeyService(index),
+            libraries=LibraryService(index, settings.data_dir, library_jobs),
+            library_jobs=library_jobs,
+            metadata=MetadataWorker(index),
         )

@@ -1,0 +1,190 @@
+"""The `library` queue: scans, "remove offline files" and library deletions, run one at a time in the daemon.
+
+- Requests are merged: a pending scan of a library absorbs later ones (the strongest mode wins), so a request never
+  fails because a scan is running (§5.8); it waits behind it.
+- Deletions are durable through the library record itself (`deleted_at`): at startup, and in the nightly job, every
+  library still marked deleted is finished (§9.5). Pending scans live in memory: a restart drops them, and the
+  nightly job rescans every library anyway.
+- Work is done in batches of short write transactions; external originals and sidecars are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import trio
+
+from . import assets as asset_index
+from .errors import FilmrollError
+from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
+from .scan import LibraryScan, ScanMode, ScanSummary
+
+log = logging.getLogger(__name__)
+
+REMOVE_BATCH = 5000
+
+
+@dataclass
+class QueueCounts:
+    active: int = 0
+    completed: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+
+class LibraryJobQueue:
+    """Owns the pending library work; `run()` is the worker task (started in the daemon's nursery)."""
+
+    def __init__(self, index: Index, data_dir: str):
+        self.index = index
+        self.data_dir = data_dir
+        self._pending: OrderedDict[tuple[str, uuid.UUID], ScanMode | None] = OrderedDict()
+        self._active: tuple[str, uuid.UUID] | None = None
+        self._wakeup = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+        self.completed = 0
+        self.failed = 0
+        self.last_summaries: dict[uuid.UUID, ScanSummary] = {}
+
+    # -- requests (from any task on the trio thread) -------------------------------------------------------
+
+    def _request(self, kind: str, library_id: uuid.UUID, mode: ScanMode | None = None) -> None:
+        key = (kind, library_id)
+        if key in self._pending and mode is not None:
+            current = self._pending[key]
+            if current is not None and current.strength >= mode.strength:
+                return
+        self._pending[key] = mode
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._wakeup.set()
+
+    def request_scan(self, library_id: uuid.UUID, mode: ScanMode) -> None:
+        self._request("scan", library_id, mode)
+
+    def request_remove_offline(self, library_id: uuid.UUID) -> None:
+        self._request("remove-offline", library_id)
+
+    def request_delete(self, library_id: uuid.UUID) -> None:
+        self._request("delete", library_id)
+
+    def resume_deletions(self) -> None:
+        with self.index.read() as txn:
+            doomed = [library.id for library in txn.values(LIBRARIES) if library.deleted_at is not None]
+        for library_id in doomed:
+            self.request_delete(library_id)
+
+    # -- status -------------------------------------------------------------------------------------------
+
+    def counts(self) -> QueueCounts:
+        return QueueCounts(
+            active=int(self._active is not None),
+            completed=self.completed,
+            failed=self.failed,
+            waiting=len(self._pending),
+        )
+
+    @property
+    def is_active(self) -> bool:
+        return self._active is not None or bool(self._pending)
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is running or waiting."""
+        while self.is_active:
+            await self._idle.wait()
+
+    # -- the worker ---------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.resume_deletions()
+        task_status.started()
+        while True:
+            if not self._pending:
+                self._idle.set()
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+                continue
+            (kind, library_id), mode = self._pending.popitem(last=False)
+            self._active = (kind, library_id)
+            try:
+                await self._execute(kind, library_id, mode)
+                self.completed += 1
+            except FilmrollError as error:
+                self.failed += 1
+                log.warning("library %s: %s failed: %s", library_id, kind, error.message)
+            except Exception:
+                self.failed += 1
+                log.exception("library %s: %s failed", library_id, kind)
+            finally:
+                self._active = None
+            await trio.lowlevel.checkpoint()
+
+    async def _execute(self, kind: str, library_id: uuid.UUID, mode: ScanMode | None) -> None:
+        with self.index.read() as txn:
+            library = txn.get(LIBRARIES, library_id.bytes)
+            owner = None if library is None else txn.get(USERS, library.owner_id.bytes)
+        if library is None:
+            return
+        if kind == "delete":
+            await self.delete_library(library_id)
+            return
+        if library.deleted_at is not None or owner is None:
+            return  # §5.9: a library being deleted is never scanned
+        if kind == "scan":
+            scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=mode or ScanMode.NEW)
+            summary = await scan.run()
+            self.last_summaries[library_id] = summary
+            log.info("scanned library %s (%s): %s", library.name, library_id, summary.as_dict())
+        elif kind == "remove-offline":
+            removed = await self.remove_offline(library_id)
+            log.info("removed %d offline assets from library %s (%s)", removed, library.name, library_id)
+
+    # -- the work -----------------------------------------------------------------------------------------
+
+    async def remove_offline(self, library_id: uuid.UUID) -> int:
+        """§7: remove every asset of the library that is offline now; files on disk are never touched."""
+        return await self._remove_assets(library_id, only_offline=True)
+
+    async def delete_library(self, library_id: uuid.UUID) -> None:
+        """§9.3: remove every asset, then the library record itself."""
+        await self._remove_assets(library_id, only_offline=False)
+
+        def drop(txn: Txn) -> None:
+            if not any(True for _ in txn.items(ASSET_BY_PATH, library_id.bytes)):
+                txn.delete(LIBRARIES, library_id.bytes)
+
+        self.index.write(drop)
+
+    async def _remove_assets(self, library_id: uuid.UUID, *, only_offline: bool) -> int:
+        """Remove assets in batches of short transactions, walking the library's paths once."""
+        removed = 0
+        after: bytes | None = None
+        while True:
+            with self.index.read() as txn:
+                batch, last_key = [], None
+                for key, value in txn.items(ASSET_BY_PATH, library_id.bytes, after=after):
+                    last_key = key
+                    entry = asset_index.PathEntry.decode(value)
+                    if entry.offline or not only_offline:
+                        batch.append(entry.asset_id)
+                    if len(batch) >= REMOVE_BATCH:
+                        break
+            if batch:
+
+                def work(txn: Txn, batch: list[uuid.UUID] = batch) -> int:
+                    count = 0
+                    for asset_id in batch:
+                        asset = asset_index.get(txn, asset_id)
+                        if asset is not None and (asset.is_offline or not only_offline):
+                            asset_index.remove(txn, asset)
+                            count += 1
+                    return count
+
+                removed += self.index.write(work)
+            if last_key is None or len(batch) < REMOVE_BATCH:
+                return removed
+            after = last_key
+            await trio.lowlevel.checkpoint()

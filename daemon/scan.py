@@ -1,0 +1,418 @@
+"""One scan of one external library (`libraries.md` §4-6, §10, §15): crawl, compare with the index, apply.
+
+How it stays fast and small at a million files: the crawler (a worker thread, filesystem only) yields files in
+byte-sorted path order, which is also the order of the library's `asset_by_path` keys. The scan walks both in step
+(a merge-join) in batches: each batch is compared in one short read transaction and applied in one write
+transaction on the trio thread. Memory stays proportional to a batch, not to the library; a write never spans an
+`await`; a scan cancelled half-way leaves every committed batch consistent and marks nothing offline that it has
+not passed.
+
+Modes: NEW imports new paths and restores returning ones; MODIFIED also refreshes files whose size, mtime or
+sidecar changed; ALL refreshes every file. Any mode marks offline the assets whose paths it passed without finding
+them. A refresh keeps the asset (id, albums, flags, edits) and queues its media work again.
+
+Moves: a new path whose (size, mtime) matches an offline asset with a known content hash is hashed; equal content
+means the asset moved: it keeps its id and everything attached to it, and only its path changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import msgspec
+import trio
+
+from . import assets, job_queue
+from .crawl import Crawler, CrawlReport, FoundFile
+from .errors import InvalidInput
+from .exclusions import ExclusionMatcher
+from .index import ASSET_BY_PATH, LIBRARIES, OFFLINE_BY_SIGNATURE, Index, Txn
+from .paths import import_path_problem, normalize_import_path
+from .records import Asset, Library, User
+from .timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+CRAWL_QUEUE_BATCHES = 4
+MOVE_TRACKING_LIMIT = 250_000
+NO_EXTERNAL_PATH = "User has no external path set, cannot refresh library"
+
+
+class ScanMode(StrEnum):
+    NEW = "new"
+    MODIFIED = "modified"
+    ALL = "all"
+
+    @classmethod
+    def from_flags(cls, refresh_modified_files: bool = False, refresh_all_files: bool = False) -> ScanMode:
+        """`refreshAllFiles` wins over `refreshModifiedFiles` (§5.3)."""
+        if refresh_all_files:
+            return cls.ALL
+        return cls.MODIFIED if refresh_modified_files else cls.NEW
+
+    @property
+    def strength(self) -> int:
+        return {ScanMode.NEW: 0, ScanMode.MODIFIED: 1, ScanMode.ALL: 2}[self]
+
+
+@dataclass
+class ScanSummary:
+    new: int = 0
+    modified: int = 0
+    offline: int = 0
+    restored: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    crawled: int = 0
+    report: CrawlReport = field(default_factory=CrawlReport)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "new": self.new, "modified": self.modified, "offline": self.offline, "restored": self.restored,
+            "moved": self.moved, "unchanged": self.unchanged, "crawled": self.crawled,
+            "skipped": dict(self.report.skipped), "warnings": self.report.warning_count,
+        }  # fmt: skip
+
+
+@dataclass
+class _Plan:
+    """What one batch decided; applied in one write transaction."""
+
+    new: list[FoundFile] = field(default_factory=list)
+    offline: list[uuid.UUID] = field(default_factory=list)
+    restore: list[tuple[uuid.UUID, FoundFile, bool]] = field(default_factory=list)
+    refresh: list[tuple[uuid.UUID, FoundFile]] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def hash_file(path: bytes) -> bytes | None:
+    """SHA-1 of a file's content, or None if it cannot be read (blocking: run it in a thread)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    try:
+        with open(path, "rb", buffering=0) as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.digest()
+
+
+def file_changes(found: FoundFile) -> dict[str, object]:
+    return {
+        "file_size": found.size,
+        "file_mtime_ns": found.mtime_ns,
+        "sidecar_path": found.sidecar_path,
+        "sidecar_mtime_ns": found.sidecar_mtime_ns,
+    }
+
+
+def new_external_asset(library: Library, found: FoundFile, now) -> Asset:
+    """§4.11: times from the mtime until metadata extraction replaces them."""
+    taken = assets.mtime_datetime(found.mtime_ns)
+    return Asset(
+        id=uuid.uuid4(),
+        owner_id=library.owner_id,
+        library_id=library.id,
+        type="VIDEO" if found.is_video else "IMAGE",
+        original_path=found.path,
+        file_size=found.size,
+        file_mtime_ns=found.mtime_ns,
+        sidecar_path=found.sidecar_path,
+        sidecar_mtime_ns=found.sidecar_mtime_ns,
+        file_created_at=taken,
+        local_date_time=taken,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def valid_roots(library: Library, owner: User, data_dir: str, report: CrawlReport) -> list[bytes]:
+    """The library's import paths that pass §3.8 now; the others are skipped with Immich's warning (§3.9)."""
+    roots = []
+    for path in library.import_paths:
+        problem = import_path_problem(path, external_path=owner.external_path, data_dir=data_dir)
+        if problem is None:
+            roots.append(normalize_import_path(path))
+        else:
+            report.warn(f"Skipping invalid import path: {path}. Reason: {problem}")
+    return roots
+
+
+class LibraryScan:
+    """One scan. Construct, then `await run()`; not reusable."""
+
+    def __init__(
+        self,
+        index: Index,
+        library: Library,
+        owner: User,
+        *,
+        data_dir: str,
+        mode: ScanMode,
+        progress: Callable[[ScanSummary], None] | None = None,
+    ):
+        if owner.external_path is None:
+            raise InvalidInput(NO_EXTERNAL_PATH)
+        self.index = index
+        self.library = library
+        self.owner = owner
+        self.data_dir = data_dir
+        self.mode = mode
+        self.progress = progress or (lambda summary: None)
+        self.summary = ScanSummary()
+        self.prefix = library.id.bytes
+        self.after = self.prefix  # every asset_by_path key <= this has been merged
+        self._deferred: list[FoundFile] = []  # new files that may be moves of offline assets
+        self._went_offline: list[uuid.UUID] = []
+        self._created: dict[tuple[int, int], list[tuple[FoundFile, uuid.UUID]]] | None = None
+        self._stop = threading.Event()
+
+    async def run(self) -> ScanSummary:
+        with self.index.read() as txn:
+            had_assets = any(True for _ in txn.items(ASSET_BY_PATH, self.prefix))
+        if had_assets:  # only then can a file vanish in this scan and reappear under a new name
+            self._created = defaultdict(list)
+        roots = valid_roots(self.library, self.owner, self.data_dir, self.summary.report)
+        crawler = Crawler(
+            roots,
+            external_path=os.fsencode(self.owner.external_path or "/"),
+            data_dir=os.fsencode(self.data_dir),
+            exclusions=ExclusionMatcher(self.library.exclusion_patterns),
+            report=self.summary.report,
+            should_stop=self._stop.is_set,
+        )
+        send, receive = trio.open_memory_channel[list[FoundFile]](CRAWL_QUEUE_BATCHES)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._crawl, crawler, send)
+                async with receive:
+                    async for batch in receive:
+                        self._apply(self._merge(batch))
+                        self.summary.crawled += len(batch)
+                        self.progress(self.summary)
+        finally:
+            self._stop.set()
+        self._finish_missing()
+        await self._match_moves()
+        self._mark_refreshed()
+        self.progress(self.summary)
+        return self.summary
+
+    # -- crawling (worker thread) -------------------------------------------------------------------------
+
+    async def _crawl(self, crawler: Crawler, send: trio.MemorySendChannel[list[FoundFile]]) -> None:
+        token = trio.lowlevel.current_trio_token()
+
+        def crawl_in_thread() -> None:
+            batch: list[FoundFile] = []
+            try:
+                for found in crawler.files():
+                    batch.append(found)
+                    if len(batch) >= BATCH_SIZE:
+                        trio.from_thread.run(send.send, batch, trio_token=token)
+                        batch = []
+                if batch:
+                    trio.from_thread.run(send.send, batch, trio_token=token)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
+                pass  # the scan stopped listening (cancelled or failed); just stop crawling
+
+        async with send:
+            await trio.to_thread.run_sync(crawl_in_thread)
+
+    # -- merging (trio thread, one read transaction per batch) ---------------------------------------------
+
+    def _merge(self, batch: list[FoundFile]) -> _Plan:
+        plan = _Plan()
+        with self.index.read() as txn, txn.cursor(ASSET_BY_PATH) as cursor:
+            valid = cursor.set_range(self.after)
+            if valid and cursor.key() == self.after:
+                valid = cursor.next()
+            for found in batch:
+                key = self.prefix + found.path
+                if key <= self.after:  # never expected: the crawl is sorted; stay correct anyway
+                    log.error("crawl order broken at %r; looked up directly", found.path)
+                    raw = txn.get(ASSET_BY_PATH, key)
+                    self._decide(txn, found, None if raw is None else assets.PathEntry.decode(raw), plan)
+                    continue
+                while valid and cursor.key() < key:
+                    if not cursor.key().startswith(self.prefix):
+                        valid = False
+                        break
+                    self._missing(assets.PathEntry.decode(cursor.value()), plan)
+                    valid = cursor.next()
+                entry = None
+                if valid and cursor.key() == key:
+                    entry = assets.PathEntry.decode(cursor.value())
+                    valid = cursor.next()
+                self._decide(txn, found, entry, plan)
+                self.after = key
+        return plan
+
+    def _missing(self, entry: assets.PathEntry, plan: _Plan) -> None:
+        if not entry.offline:
+            plan.offline.append(entry.asset_id)
+
+    def _decide(self, txn: Txn, found: FoundFile, entry: assets.PathEntry | None, plan: _Plan) -> None:
+        if entry is None:
+            signature = assets.signature_prefix(self.library.id, found.size, found.mtime_ns)
+            if any(True for _ in txn.items(OFFLINE_BY_SIGNATURE, signature)):
+                self._deferred.append(found)
+            else:
+                plan.new.append(found)
+            return
+        same = (
+            entry.size == found.size
+            and entry.mtime_ns == found.mtime_ns
+            and entry.sidecar == assets.sidecar_fingerprint(found.sidecar_path, found.sidecar_mtime_ns)
+        )
+        if entry.offline:
+            plan.restore.append((entry.asset_id, found, self.mode is ScanMode.ALL or not same))
+        elif self.mode is ScanMode.ALL or (self.mode is ScanMode.MODIFIED and not same):
+            plan.refresh.append((entry.asset_id, found))
+        else:
+            plan.unchanged += 1
+
+    # -- applying (one write transaction per batch) ---------------------------------------------------------
+
+    def _apply(self, plan: _Plan) -> None:
+        def work(txn: Txn) -> tuple[list[Asset], list[Asset]]:
+            now = utc_now()
+            created = []
+            for found in plan.new:
+                asset = new_external_asset(self.library, found, now)
+                assets.insert(txn, asset)
+                job_queue.enqueue_new_or_changed(txn, asset.id, now)
+                created.append(asset)
+            went_offline = []
+            for asset_id in plan.offline:
+                asset = assets.get(txn, asset_id)
+                if asset is not None and not asset.is_offline:
+                    went_offline.append(assets.update(txn, asset, is_offline=True, updated_at=now))
+            for asset_id, found, refresh in plan.restore:
+                asset = assets.get(txn, asset_id)
+                if asset is None:
+                    continue
+                changes = file_changes(found) if refresh else {}
+                assets.update(txn, asset, is_offline=False, updated_at=now, **changes)
+                if refresh:
+                    job_queue.enqueue_new_or_changed(txn, asset.id, now, force=True)
+            for asset_id, found in plan.refresh:
+                asset = assets.get(txn, asset_id)
+                if asset is None:
+                    continue
+                assets.update(txn, asset, updated_at=now, **file_changes(found))
+                job_queue.enqueue_new_or_changed(txn, asset.id, now, force=True)
+            return created, went_offline
+
+        created, went_offline = self.index.write(work)
+        summary = self.summary
+        summary.new += len(created)
+        summary.offline += len(went_offline)
+        summary.restored += len(plan.restore)
+        summary.modified += len(plan.refresh) + sum(1 for _, _, refresh in plan.restore if refresh)
+        summary.unchanged += plan.unchanged
+        self._went_offline.extend(a.id for a in went_offline if a.content_sha1 is not None)
+        if self._created is not None and created:
+            found_by_path = {f.path: f for f in plan.new}
+            for asset in created:
+                self._created[(asset.file_size, asset.file_mtime_ns)].append(
+                    (found_by_path[asset.original_path], asset.id)
+                )
+            if sum(len(v) for v in self._created.values()) > MOVE_TRACKING_LIMIT:
+                log.warning("library %s: over %d new files in one scan; moves among them are imported as new files",
+                            self.library.id, MOVE_TRACKING_LIMIT)  # fmt: skip
+                self._created = None
+
+    def _finish_missing(self) -> None:
+        """Everything after the last crawled path was not found: offline (in batches)."""
+        while True:
+            plan = _Plan()
+            with self.index.read() as txn, txn.cursor(ASSET_BY_PATH) as cursor:
+                valid = cursor.set_range(self.after)
+                if valid and cursor.key() == self.after:
+                    valid = cursor.next()
+                while valid and cursor.key().startswith(self.prefix) and len(plan.offline) < BATCH_SIZE * 5:
+                    self._missing(assets.PathEntry.decode(cursor.value()), plan)
+                    self.after = bytes(cursor.key())
+                    valid = cursor.next()
+                done = not (valid and cursor.key().startswith(self.prefix))
+            if plan.offline:
+                self._apply(plan)
+            if done:
+                return
+
+    # -- moves ----------------------------------------------------------------------------------------------
+
+    async def _match_moves(self) -> None:
+        """Pair new paths with offline assets of equal size, mtime and content (§15.1), in sorted path order."""
+        groups: dict[tuple[int, int], list[tuple[FoundFile, uuid.UUID | None]]] = defaultdict(list)
+        for found in self._deferred:
+            groups[(found.size, found.mtime_ns)].append((found, None))
+        if self._created and self._went_offline:
+            with self.index.read() as txn:
+                for asset_id in self._went_offline:
+                    asset = assets.get(txn, asset_id)
+                    if asset is not None:
+                        for candidate in self._created.pop((asset.file_size, asset.file_mtime_ns), []):
+                            groups[(asset.file_size, asset.file_mtime_ns)].append(candidate)
+        for (size, mtime_ns), newcomers in sorted(groups.items()):
+            with self.index.read() as txn:
+                prefix = assets.signature_prefix(self.library.id, size, mtime_ns)
+                olds = [
+                    assets.get(txn, uuid.UUID(bytes=key[-16:]))
+                    for key, _ in txn.items(OFFLINE_BY_SIGNATURE, prefix)
+                ]
+            olds = sorted(
+                (a for a in olds if a is not None and a.content_sha1), key=lambda a: a.original_path
+            )
+            moves: list[tuple[Asset, FoundFile, uuid.UUID | None]] = []
+            unmatched: list[FoundFile] = []
+            for found, created_id in sorted(newcomers, key=lambda item: item[0].path):
+                digest = await trio.to_thread.run_sync(hash_file, found.path) if olds else None
+                match = next((old for old in olds if old.content_sha1 == digest), None) if digest else None
+                if match is not None:
+                    olds.remove(match)
+                    moves.append((match, found, created_id))
+                elif created_id is None:
+                    unmatched.append(found)
+            self._apply_moves(moves)
+            if unmatched:
+                self._apply(_Plan(new=unmatched))
+
+    def _apply_moves(self, moves: list[tuple[Asset, FoundFile, uuid.UUID | None]]) -> None:
+        if not moves:
+            return
+
+        def work(txn: Txn) -> None:
+            now = utc_now()
+            for old, found, created_id in moves:
+                if created_id is not None:  # imported earlier in this scan before we knew: fold it back
+                    duplicate = assets.get(txn, created_id)
+                    if duplicate is not None:
+                        assets.remove(txn, duplicate)
+                current = assets.get(txn, old.id)
+                if current is not None:
+                    assets.update(txn, current, original_path=found.path, is_offline=False, updated_at=now,
+                                  **file_changes(found))  # fmt: skip
+
+        self.index.write(work)
+        self.summary.moved += len(moves)
+        self.summary.new -= sum(1 for _, _, created_id in moves if created_id is not None)
+        self.summary.offline -= sum(1 for old, _, _ in moves if old.id in set(self._went_offline))
+
+    def _mark_refreshed(self) -> None:
+        def work(txn: Txn) -> None:
+            library = txn.get(LIBRARIES, self.library.id.bytes)
+            if library is not None:
+                txn.put(LIBRARIES, library.id.bytes, msgspec.structs.replace(library, refreshed_at=utc_now()))
+
+        self.index.write(work)
