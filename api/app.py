@@ -19,7 +19,7 @@ from daemon.services import Services
 
 from .access import enforce_access
 from .errors import install_error_handlers
-from .routes import api_keys, auth, server, users
+from .routes import api_keys, auth, jobs, libraries, server, users
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 PUBLIC_DOCUMENTATION_ENDPOINTS = ("openapi", "swagger_ui")
@@ -79,6 +79,13 @@ def create_app(services: Services) -> Quart:
         return response
 
     install_error_handlers(app)
-    for blueprint in (server.blueprint, auth.blueprint, users.blueprint, api_keys.blueprint):
+    for blueprint in (
+        server.blueprint,
+        auth.blueprint,
+        users.blueprint,
+        api_keys.blueprint,
+        libraries.blueprint,
+        jobs.blueprint,
+    ):
         app.register_blueprint(blueprint)
     return app

@@ -63,7 +63,14 @@ async def test_declared_permissions_match_immich(daemon):
         operation = reference.get(spec_path, {}).get(method.lower())
         if operation is None:
             continue
-        assert policy.permission == operation.get("x-immich-permission"), f"{method} {rule}"
-        assert policy.admin == bool(operation.get("x-immich-admin-only")), f"{method} {rule}"
+        expected_permission = operation.get("x-immich-permission")
+        expected_admin = bool(operation.get("x-immich-admin-only"))
+        if rule.startswith("/api/libraries"):
+            # libraries.md §0: each user manages their own libraries (Immich A), where Immich C made them
+            # admin-only; /validate checks paths on disk, so it needs library.update, which Immich leaves unnamed.
+            expected_admin = False
+            expected_permission = expected_permission or "library.update"
+        assert policy.permission == expected_permission, f"{method} {rule}"
+        assert policy.admin == expected_admin, f"{method} {rule}"
         compared += 1
     assert compared >= 20
