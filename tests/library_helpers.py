@@ -1,0 +1,66 @@
+"""Helpers for library tests: real folders of real (small) JPEG/MP4-named files, and scans run for real."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon import assets as asset_index
+from daemon.access import Principal
+from daemon.check import check_index
+from daemon.index import ASSETS
+from daemon.records import Asset, Library, User
+from daemon.scan import LibraryScan, ScanMode, ScanSummary
+from daemon.services import Services
+
+
+def write(
+    path: Path | bytes, content: bytes = b"\xff\xd8\xff\xe0 jpeg-ish", mtime: float | None = None
+) -> None:
+    path = os.fsencode(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as stream:
+        stream.write(content)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+@dataclass
+class World:
+    services: Services
+    user: User
+    principal: Principal
+    external: Path  # the user's external path
+    data_dir: Path
+
+    def library(
+        self, *import_paths: Path | str, exclusions: list[str] | None = None, name: str | None = None
+    ) -> Library:
+        return self.services.libraries.create(
+            self.principal,
+            name=name,
+            import_paths=[str(p) for p in import_paths],
+            exclusion_patterns=exclusions if exclusions is not None else [],
+        )
+
+    def reload(self, library: Library) -> Library:
+        return self.services.libraries.get(self.principal, library.id)
+
+    async def scan(self, library: Library, mode: ScanMode = ScanMode.NEW) -> ScanSummary:
+        scan = LibraryScan(self.services.index, self.reload(library), self.services.users.get(self.user.id),
+                           data_dir=str(self.data_dir), mode=mode)  # fmt: skip
+        summary = await scan.run()
+        assert check_index(self.services.index) == []
+        return summary
+
+    def assets(self, library: Library) -> dict[bytes, Asset]:
+        """path -> asset, for every asset of the library."""
+        with self.services.index.read() as txn:
+            return {
+                path: txn.get(ASSETS, entry.asset_id.bytes)
+                for path, entry in asset_index.of_library(txn, library.id)
+            }
+
+    def paths(self, library: Library, *, online: bool | None = None) -> set[bytes]:
+        return {p for p, a in self.assets(library).items() if online is None or a.is_offline != online}
