@@ -1,0 +1,331 @@
+"""Scans against real folders (libraries.md §4, §5, §6, §7, §10, §15); every scan is followed by check_index."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import trio
+
+from daemon.access import Principal
+from daemon.scan import ScanMode
+from tests.library_helpers import World, write
+
+
+@pytest.fixture
+def world(services, tmp_path) -> World:
+    external = tmp_path / "external"
+    external.mkdir()
+    user = services.users.create(email="u@example.com", password="pw", name="U", external_path=str(external))
+    return World(services, user, Principal(user=user), external, Path(services.settings.data_dir))
+
+
+def b(path: Path) -> bytes:
+    return os.fsencode(path)
+
+
+async def test_supported_extensions_any_case_only(world):  # §4.2
+    root = world.external / "p"
+    for name in ["a.jpg", "b.JPG", "c.Jpeg", "d.NEF", "e.mp4", "f.txt", "g", "h.xmp", "i.jpg.bak"]:
+        write(root / name)
+    library = world.library(root)
+    summary = await world.scan(library)
+    assert world.paths(library) == {b(root / n) for n in ["a.jpg", "b.JPG", "c.Jpeg", "d.NEF", "e.mp4"]}
+    assert summary.new == 5
+    types = {os.path.basename(p): a.type for p, a in world.assets(library).items()}
+    assert types[b"e.mp4"] == "VIDEO" and types[b"a.jpg"] == "IMAGE"
+
+
+async def test_hidden_entries_skipped_but_import_path_may_be_hidden(world):  # §4.3
+    root = world.external / ".hidden-root" / "photos"
+    write(root / "a.jpg")
+    write(root / ".b.jpg")
+    write(root / ".cache" / "c.jpg")
+    library = world.library(root)
+    await world.scan(library)
+    assert world.paths(library) == {b(root / "a.jpg")}
+
+
+async def test_exclusions(world):  # §4.4
+    root = world.external / "photos"
+    for rel in ["raw/a.jpg", "folder/raw/b.jpg", "raw2/c.jpg", "image.TIF", "keep.png", "directoryA/x.jpg"]:
+        write(root / rel)
+    library = world.library(root, exclusions=["**/raw/**", "**/*.tif", "**/directoryA"])
+    summary = await world.scan(library)
+    assert world.paths(library) == {b(root / "raw2/c.jpg"), b(root / "keep.png")}
+    assert summary.report.skipped["excluded folder"] >= 2
+
+
+async def test_odd_names_and_literal_import_paths(world):  # §4.5, §4.10
+    root = world.external / "trip {2020}, [a]*?!@#$%^&=+~|<>;: 'q' \"d\""
+    names = [
+        b"space name.jpg",
+        "café.jpg".encode(),
+        "cafe\u0301.jpg".encode(),
+        b"bad-\xff\xfe.jpg",
+        b"new\nline.jpg",
+    ]
+    for name in names:
+        write(b(root) + b"/" + name)
+    library = world.library(root)
+    await world.scan(library)
+    assert world.paths(library) == {b(root) + b"/" + n for n in names}  # NFC and NFD are different paths
+
+
+async def test_overlapping_import_paths_import_once(world):  # §4.1, §4.6
+    root = world.external / "photos"
+    write(root / "2020" / "a.jpg")
+    write(root / "b.jpg")
+    library = world.library(root, root / "2020", str(root / "2020") + "/", str(root / "x" / ".." / "2020"))
+    summary = await world.scan(library)
+    assert summary.new == 2 and world.paths(library) == {b(root / "2020" / "a.jpg"), b(root / "b.jpg")}
+
+
+async def test_only_regular_files(world):  # §4.7: FIFOs, sockets and devices are skipped, never opened
+    import socket
+
+    root = world.external / "p"
+    write(root / "ok.jpg")
+    os.mkfifo(root / "fifo.jpg")  # opening it would block the crawl forever
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(root / "socket.jpg"))
+        library = world.library(root)
+        summary = await world.scan(library)
+    assert world.paths(library) == {b(root / "ok.jpg")}
+    assert summary.report.skipped["not a regular file"] == 2
+
+
+async def test_unreadable_folder_warns_and_scan_goes_on(world, monkeypatch):  # §4.7
+    root = world.external / "p"
+    write(root / "a" / "x.jpg")
+    write(root / "b" / "y.jpg")
+    real_scandir = os.scandir
+
+    def failing_scandir(path):
+        if os.fsencode(path).endswith(b"/a"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", failing_scandir)  # root ignores chmod; fake only the refusal
+    library = world.library(root)
+    summary = await world.scan(library)
+    assert world.paths(library) == {b(root / "b" / "y.jpg")}
+    assert any("Skipping unreadable folder" in w and "EACCES" in w for w in summary.report.warnings)
+
+
+async def test_symlinks_inside_followed_outside_refused_loops_ended(world, tmp_path):  # §4.8, §3.10
+    root = world.external / "p"
+    write(root / "real" / "a.jpg")
+    write(world.external / "elsewhere" / "b.jpg")
+    write(tmp_path / "secret" / "s.jpg")
+    os.symlink(world.external / "elsewhere", root / "link-in")
+    os.symlink(tmp_path / "secret", root / "link-out")
+    os.symlink(tmp_path / "secret" / "s.jpg", root / "file-out.jpg")
+    os.symlink(root, root / "real" / "loop")
+    os.symlink(root / "missing.jpg", root / "broken.jpg")
+    library = world.library(root)
+    summary = await world.scan(library)
+    assert world.paths(library) == {b(root / "link-in" / "b.jpg"), b(root / "real" / "a.jpg")}
+    assert summary.report.skipped["link outside the external path"] == 2
+
+
+async def test_external_path_is_compared_by_components(services, tmp_path):  # §3.3
+    user1 = tmp_path / "nas" / "user1"
+    write(tmp_path / "nas" / "user10" / "x.jpg")
+    write(user1 / "y.jpg")
+    os.symlink(tmp_path / "nas" / "user10", user1 / "sneaky")
+    user = services.users.create(email="p@example.com", password="pw", name="P", external_path=str(user1))
+    world = World(services, user, Principal(user=user), user1, Path(services.settings.data_dir))
+    library = world.library(user1)
+    await world.scan(library)
+    assert world.paths(library) == {b(user1 / "y.jpg")}
+
+
+async def test_data_directory_is_never_crawled(services, tmp_path):  # §4.9
+    data_dir = Path(services.settings.data_dir)
+    write(data_dir / "upload" / "x.jpg")
+    write(tmp_path / "z.jpg")
+    user = services.users.create(email="p@example.com", password="pw", name="P", external_path=str(tmp_path))
+    world = World(services, user, Principal(user=user), tmp_path, data_dir)
+    library = world.library(tmp_path)
+    await world.scan(library)
+    assert world.paths(library) == {b(tmp_path / "z.jpg")}
+
+
+async def test_new_asset_fields(world):  # §4.11
+    write(world.external / "p" / "a.jpg", mtime=1_600_000_000.5)
+    library = world.library(world.external / "p")
+    await world.scan(library)
+    (asset,) = world.assets(library).values()
+    assert asset.owner_id == world.user.id and asset.library_id == library.id
+    assert asset.original_path == b(world.external / "p" / "a.jpg") and asset.is_offline is False
+    assert asset.file_mtime_ns == 1_600_000_000_500_000_000
+    assert (
+        asset.file_created_at.timestamp()
+        == asset.local_date_time.timestamp()
+        == pytest.approx(1_600_000_000.5)
+    )
+
+
+async def test_rescan_without_changes_changes_nothing(world):  # §5.6
+    for i in range(30):
+        write(world.external / "p" / f"d{i % 3}" / f"{i}.jpg")
+    library = world.library(world.external / "p")
+    await world.scan(library)
+    before = world.assets(library)
+    for mode in ScanMode:
+        summary = await world.scan(library, mode if mode is not ScanMode.ALL else ScanMode.MODIFIED)
+        assert summary.unchanged == 30 and summary.new == summary.modified == summary.offline == 0
+    assert world.assets(library) == before
+
+
+async def test_three_modes(world):  # §5.3, §5.5
+    root = world.external / "p"
+    write(root / "a.jpg", b"one", mtime=1000)
+    write(root / "b.jpg", b"two", mtime=1000)
+    library = world.library(root)
+    await world.scan(library)
+    ids = {p: a.id for p, a in world.assets(library).items()}
+    write(root / "a.jpg", b"ONE!", mtime=2000)  # size and mtime change
+    write(root / "b.jpg", b"TWO", mtime=1000)  # same size, same mtime: only a forced scan sees it
+    assert (await world.scan(library, ScanMode.NEW)).modified == 0
+    assert world.assets(library)[b(root / "a.jpg")].file_mtime_ns == 1000 * 10**9
+    assert (await world.scan(library, ScanMode.MODIFIED)).modified == 1
+    assert world.assets(library)[b(root / "a.jpg")].file_size == 4
+    assert (await world.scan(library, ScanMode.ALL)).modified == 2
+    assert {p: a.id for p, a in world.assets(library).items()} == ids  # refresh keeps identity
+
+
+async def test_offline_and_back_online(world):  # §6.1-6.3
+    root = world.external / "p"
+    write(root / "a.jpg", mtime=1000)
+    write(root / "b.jpg", mtime=1000)
+    library = world.library(root)
+    await world.scan(library)
+    ids = {p: a.id for p, a in world.assets(library).items()}
+    os.rename(root / "a.jpg", world.external / "aside.jpg")
+    summary = await world.scan(library)
+    assert summary.offline == 1
+    offline = world.assets(library)[b(root / "a.jpg")]
+    assert offline.is_offline and offline.trashed_at is None  # never deleted nor trashed
+    os.rename(world.external / "aside.jpg", root / "a.jpg")
+    summary = await world.scan(library)
+    assert summary.restored == 1 and summary.modified == 0  # same mtime: no re-read
+    assert {p: a.id for p, a in world.assets(library).items()} == ids
+    assert not any(a.is_offline for a in world.assets(library).values())
+
+
+async def test_excluded_uncovered_or_unavailable_files_go_offline(world):  # §6.1, §8.2
+    root = world.external / "p"
+    write(root / "keep" / "a.jpg")
+    write(root / "Raw" / "b.jpg")
+    write(world.external / "q" / "c.jpg")
+    library = world.library(root, world.external / "q")
+    await world.scan(library)
+    assert len(world.paths(library, online=True)) == 3
+    world.services.libraries.update(world.principal, library.id, exclusion_patterns=["**/Raw/**"])
+    assert (await world.scan(library)).offline == 1
+    world.services.libraries.update(world.principal, library.id, import_paths=[str(root)])
+    assert (await world.scan(library)).offline == 1
+    os.rename(root, world.external / "unplugged")
+    await world.scan(library)
+    assert world.paths(library, online=True) == set() and len(world.paths(library)) == 3
+    os.rename(world.external / "unplugged", root)
+    world.services.libraries.update(world.principal, library.id, import_paths=[str(root), str(world.external / "q")],
+                                    exclusion_patterns=[])  # fmt: skip
+    assert (await world.scan(library)).restored == 3
+
+
+async def test_remove_offline_files(world):  # §7
+    root = world.external / "p"
+    write(root / "a.jpg")
+    write(root / "b.jpg")
+    library = world.library(root)
+    await world.scan(library)
+    assert await world.services.library_jobs.remove_offline(library.id) == 0
+    os.remove(root / "a.jpg")
+    await world.scan(library)
+    removed = await world.services.library_jobs.remove_offline(library.id)
+    assert removed == 1 and world.paths(library) == {b(root / "b.jpg")}
+    assert (root / "b.jpg").exists()
+    write(root / "a.jpg")
+    await world.scan(library)
+    assert len(world.paths(library)) == 2  # a returning file is a new asset
+
+
+async def test_library_deletion_removes_assets_never_files(world):  # §9
+    root = world.external / "p"
+    write(root / "a.jpg")
+    library = world.library(root)
+    await world.scan(library)
+    world.services.libraries.delete(world.principal, library.id)
+    await world.services.library_jobs.delete_library(library.id)
+    assert world.paths(library) == set() and (root / "a.jpg").exists()
+
+
+async def test_sidecars(world):  # §10
+    root = world.external / "p"
+    write(root / "a.jpg", mtime=1000)
+    library = world.library(root)
+    await world.scan(library)
+    write(root / "a.XMP", b"<x/>")
+    assert (await world.scan(library, ScanMode.MODIFIED)).modified == 1
+    assert world.assets(library)[b(root / "a.jpg")].sidecar_path == b(root / "a.XMP")
+    write(root / "a.jpg.xmp", b"<x/>")
+    await world.scan(library, ScanMode.MODIFIED)
+    assert world.assets(library)[b(root / "a.jpg")].sidecar_path == b(root / "a.jpg.xmp")  # name.ext.xmp wins
+    os.remove(root / "a.jpg.xmp")
+    os.remove(root / "a.XMP")
+    assert (await world.scan(library, ScanMode.MODIFIED)).modified == 1
+    assert world.assets(library)[b(root / "a.jpg")].sidecar_path is None
+    assert b(root / "a.XMP") not in world.paths(library)  # never an asset
+
+
+async def hashed(world):
+    """Let the metadata worker hash every pending original."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(world.services.metadata.run)
+        await world.services.metadata.idle()
+        nursery.cancel_scope.cancel()
+
+
+async def test_moves_keep_identity(world):  # §15.1
+    root = world.external / "p"
+    write(root / "z-old.jpg", b"same bytes", mtime=1000)
+    write(root / "other.jpg", b"other bytes", mtime=1000)
+    library = world.library(root)
+    await world.scan(library)
+    await hashed(world)
+    original = world.assets(library)[b(root / "z-old.jpg")]
+    os.rename(root / "z-old.jpg", root / "a-new.jpg")  # sorts before the old name: found first
+    summary = await world.scan(library)
+    assert summary.moved == 1 and summary.new == 0 and summary.offline == 0
+    moved = world.assets(library)[b(root / "a-new.jpg")]
+    assert moved.id == original.id and not moved.is_offline and len(world.assets(library)) == 2
+    (root / "sub").mkdir()
+    os.rename(root / "a-new.jpg", root / "sub" / "zz.jpg")
+    summary = await world.scan(library)
+    assert summary.moved == 1 and world.assets(library)[b(root / "sub" / "zz.jpg")].id == original.id
+
+
+async def test_same_size_and_mtime_but_different_content_is_not_a_move(world):
+    root = world.external / "p"
+    write(root / "a.jpg", b"content-A", mtime=1000)
+    library = world.library(root)
+    await world.scan(library)
+    await hashed(world)
+    os.remove(root / "a.jpg")
+    await world.scan(library)
+    write(root / "b.jpg", b"content-B", mtime=1000)
+    summary = await world.scan(library)
+    assert summary.new == 1 and summary.moved == 0
+    assert world.assets(library)[b(root / "a.jpg")].is_offline
+
+
+def test_fifo_is_never_opened_by_the_hasher(tmp_path):
+    from daemon.paths import NotConfined, open_confined
+
+    os.mkfifo(tmp_path / "f.jpg")
+    with pytest.raises(NotConfined):
+        open_confined(b(tmp_path / "f.jpg"), b(tmp_path))
+    assert stat.S_ISFIFO(os.stat(tmp_path / "f.jpg").st_mode)
