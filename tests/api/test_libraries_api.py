@@ -1,0 +1,165 @@
+"""Libraries over real HTTP against the running daemon: the full cycle, and the seed's walkthrough."""
+
+import os
+
+import trio
+
+from tests.library_helpers import write
+
+
+async def settle(admin) -> None:
+    """Wait until the library and metadata queues are idle (§5.7: how completion is observed)."""
+    with trio.fail_after(30):
+        while True:
+            jobs = (await admin.client.get("/api/jobs")).json()
+            busy = [
+                name for name in ("library", "metadataExtraction")
+                if jobs[name]["jobCounts"]["active"] or jobs[name]["jobCounts"]["waiting"]
+            ]  # fmt: skip
+            if not busy:
+                return
+            await trio.sleep(0.05)
+
+
+async def assets_of(daemon, library_id: str) -> dict[str, dict]:
+    """path -> {id, offline} straight from the index (the assets API arrives with the uploads issue)."""
+    from daemon import assets as asset_index
+    from daemon.index import ASSETS
+
+    index = daemon.services.index
+    import uuid
+
+    with index.read() as txn:
+        return {
+            os.fsdecode(path): {
+                "id": str(e.asset_id),
+                "offline": txn.get(ASSETS, e.asset_id.bytes).is_offline,
+            }
+            for path, e in asset_index.of_library(txn, uuid.UUID(library_id))
+        }
+
+
+async def test_create_validate_scan_offline_restore_remove(daemon, admin, user, tmp_path):
+    external = tmp_path / "nas"
+    photos = external / "photos"
+    for name in ("a.jpg", "b.jpg", "c.mp4"):
+        write(photos / name)
+    reply = await admin.client.put(
+        f"/api/admin/users/{user.user['id']}", json={"externalPath": str(external)}
+    )
+    assert reply.status_code == 200
+
+    created = await user.client.post("/api/libraries", json={"name": "Photos", "importPaths": [str(photos)]})
+    assert created.status_code == 201
+    library = created.json()
+    assert library["type"] == "EXTERNAL" and library["refreshedAt"] is None and library["assetCount"] == 0
+    library_id = library["id"]
+
+    checked = await user.client.post(
+        f"/api/libraries/{library_id}/validate", json={"importPaths": [str(photos), str(tmp_path / "x")]}
+    )
+    assert checked.json() == {"importPaths": [
+        {"importPath": str(photos), "isValid": True},
+        {"importPath": str(tmp_path / "x"), "isValid": False,
+         "message": "Import path must be within the user's external path"},
+    ]}  # fmt: skip
+
+    assert (await user.client.post(f"/api/libraries/{library_id}/scan")).status_code == 204
+    await settle(admin)
+    body = (await user.client.get(f"/api/libraries/{library_id}")).json()
+    assert body["assetCount"] == 3 and body["refreshedAt"] is not None
+    stats = (await user.client.get(f"/api/libraries/{library_id}/statistics")).json()
+    assert stats == {"photos": 2, "videos": 1, "total": 3, "usage": 3 * os.path.getsize(photos / "a.jpg")}
+    before = await assets_of(daemon, library_id)
+
+    os.remove(photos / "b.jpg")
+    await user.client.post(f"/api/libraries/{library_id}/scan", json={"refreshModifiedFiles": True})
+    await settle(admin)
+    after = await assets_of(daemon, library_id)
+    assert after[str(photos / "b.jpg")] == {**before[str(photos / "b.jpg")], "offline": True}
+    assert (await user.client.get(f"/api/libraries/{library_id}")).json()[
+        "assetCount"
+    ] == 3  # offline counted
+
+    write(photos / "b.jpg")
+    await user.client.post(f"/api/libraries/{library_id}/scan", json={})
+    await settle(admin)
+    assert await assets_of(daemon, library_id) == before  # back online, same ids
+
+    os.remove(photos / "c.mp4")
+    await user.client.post(f"/api/libraries/{library_id}/scan")
+    await settle(admin)
+    assert (await user.client.post(f"/api/libraries/{library_id}/removeOffline")).status_code == 204
+    await settle(admin)
+    assert set(await assets_of(daemon, library_id)) == {str(photos / "a.jpg"), str(photos / "b.jpg")}
+    assert (photos / "a.jpg").exists()
+
+    assert (await user.client.delete(f"/api/libraries/{library_id}")).status_code == 204
+    gone = await user.client.get(f"/api/libraries/{library_id}")
+    assert gone.status_code == 400 and gone.json()["message"] == "Not found or no library.read access"
+    await settle(admin)
+    assert await assets_of(daemon, library_id) == {} and (photos / "a.jpg").exists()
+
+
+async def test_http_validation_and_access(daemon, admin, user):
+    reply = await user.client.post("/api/libraries", json={"type": "FOLDER"})
+    assert reply.json()["message"] == ["type must be one of the following values: UPLOAD, EXTERNAL"]
+    library_id = (await user.client.post("/api/libraries", json={})).json()["id"]
+    reply = await user.client.post(f"/api/libraries/{library_id}/scan", json={"refreshModifiedFiles": "yes"})
+    assert reply.status_code == 400 and reply.json()["message"] == [
+        "refreshModifiedFiles must be a boolean value"
+    ]
+    reply = await user.client.post(f"/api/libraries/{library_id}/scan")
+    assert reply.json()["message"] == "User has no external path set, cannot refresh library"
+    other = await admin.client.post("/api/libraries", json={})
+    foreign = await user.client.get(f"/api/libraries/{other.json()['id']}")
+    assert foreign.status_code == 400 and foreign.json()["message"] == "Not found or no library.read access"
+    assert (await admin.client.get(f"/api/libraries/{library_id}")).status_code == 200  # admins see all
+    assert (await user.client.get("/api/libraries/nope")).json()["message"] == ["id must be a UUID"]
+    mine = (await user.client.get("/api/libraries")).json()
+    assert [lib["type"] for lib in mine] == ["UPLOAD", "EXTERNAL"]  # oldest first: the Default Library
+    assert mine[0]["name"] == "Default Library"
+
+
+async def test_seed_walkthrough(daemon, admin, user, tmp_path):
+    """The product document's example: christmas-trip with Raw excluded; old-pics + videos in a second library."""
+    media = tmp_path / "mnt" / "media"
+    for rel in [
+        "christmas-trip/IMG_1.jpg",
+        "christmas-trip/IMG_2.JPG",
+        "christmas-trip/Raw/IMG_1.NEF",
+        "old-pics/kid.png",
+        "old-pics/1999/beach.jpg",
+        "videos/tree.mp4",
+        "videos/Raw/not-excluded.mov",
+    ]:
+        write(media / rel)  # fmt: skip
+    await admin.client.put(f"/api/admin/users/{user.user['id']}", json={"externalPath": str(media)})
+
+    trip = (await user.client.post("/api/libraries", json={})).json()
+    await user.client.put(f"/api/libraries/{trip['id']}", json={"name": "Christmas Trip"})
+    await user.client.put(
+        f"/api/libraries/{trip['id']}", json={"importPaths": [str(media / "christmas-trip")]}
+    )
+    await user.client.put(f"/api/libraries/{trip['id']}", json={"exclusionPatterns": ["**/Raw/**"]})
+    await user.client.post(f"/api/libraries/{trip['id']}/scan")
+
+    second = await user.client.post("/api/libraries", json={})  # a second default name never collides
+    assert second.status_code == 201
+    other = second.json()
+    await user.client.put(
+        f"/api/libraries/{other['id']}",
+        json={"importPaths": [str(media / "old-pics"), str(media / "videos")]},
+    )
+    await user.client.post(f"/api/libraries/{other['id']}/scan")
+    await settle(admin)
+
+    assert set(await assets_of(daemon, trip["id"])) == {
+        str(media / "christmas-trip/IMG_1.jpg"), str(media / "christmas-trip/IMG_2.JPG"),
+    }  # fmt: skip
+    assert set(await assets_of(daemon, other["id"])) == {
+        str(media / "old-pics/kid.png"), str(media / "old-pics/1999/beach.jpg"), str(media / "videos/tree.mp4"),
+        str(media / "videos/Raw/not-excluded.mov"),
+    }  # fmt: skip
+    listed = {lib["name"]: lib["assetCount"] for lib in (await user.client.get("/api/libraries")).json()}
+    assert listed == {"Default Library": 0, "Christmas Trip": 2, "New External Library": 4}
