@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, cli_library
 from .check import check_index
 from .config import Settings, load_settings
 from .credentials import new_secret
@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings_arguments(external)
     external.add_argument("email")
     external.add_argument("path")
+    cli_library.add_commands(commands, _add_settings_arguments)
     return parser
 
 
@@ -144,6 +145,14 @@ def _user_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _library_command(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging("warning", "human")
+    index, services = _open_services(settings)
+    with index:
+        return cli_library.run(args, services)
+
+
 def _check_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with Index(settings.index_path, readonly=True) as index:
@@ -187,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve_command(args)
         if args.command == "check":
             return _check_command(args)
+        if args.command == "library":
+            return _library_command(args)
         return _user_command(args)
     except IndexUnusable as error:
         print(f"filmroll: {error.message}", file=sys.stderr)

@@ -297,13 +297,16 @@ class LibraryService:
     def request_scan(self, principal: Principal, library_id: uuid.UUID, mode: ScanMode) -> None:
         """§5.1-5.2: refused for upload libraries and owners without an external path; otherwise queued."""
         library = self.get(principal, library_id, "library.update")
+        self.check_scannable(library)
+        if self.jobs is None:
+            raise InvalidInput("Scans run in the daemon")
+        self.jobs.request_scan(library.id, mode)
+
+    def check_scannable(self, library: Library) -> None:
         if library.type != "EXTERNAL":
             raise InvalidInput("Can only refresh external libraries")
         if self.owner_of(library).external_path is None:
             raise InvalidInput(NO_EXTERNAL_PATH)
-        if self.jobs is None:
-            raise InvalidInput("Scans run in the daemon")
-        self.jobs.request_scan(library.id, mode)
 
     def request_remove_offline(self, principal: Principal, library_id: uuid.UUID) -> None:
         library = self.get(principal, library_id, "library.update")

@@ -20,6 +20,8 @@ import trio
 from . import assets as asset_index
 from .errors import FilmrollError
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
+from .locks import library_lock
+from .records import Library, User
 from .scan import LibraryScan, ScanMode, ScanSummary
 
 log = logging.getLogger(__name__)
@@ -123,16 +125,21 @@ class LibraryJobQueue:
             await trio.lowlevel.checkpoint()
 
     async def _execute(self, kind: str, library_id: uuid.UUID, mode: ScanMode | None) -> None:
-        with self.index.read() as txn:
-            library = txn.get(LIBRARIES, library_id.bytes)
-            owner = None if library is None else txn.get(USERS, library.owner_id.bytes)
-        if library is None:
-            return
-        if kind == "delete":
-            await self.delete_library(library_id)
-            return
-        if library.deleted_at is not None or owner is None:
-            return  # §5.9: a library being deleted is never scanned
+        async with library_lock(self.data_dir, library_id):
+            with self.index.read() as txn:  # read after locking: a CLI command may have just changed it
+                library = txn.get(LIBRARIES, library_id.bytes)
+                owner = None if library is None else txn.get(USERS, library.owner_id.bytes)
+            if library is None:
+                return
+            if kind == "delete":
+                await self.delete_library(library_id)
+                return
+            if library.deleted_at is not None or owner is None:
+                return  # §5.9: a library being deleted is never scanned
+            await self._run(kind, library, owner, mode)
+
+    async def _run(self, kind: str, library: Library, owner: User, mode: ScanMode | None) -> None:
+        library_id = library.id
         if kind == "scan":
             scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=mode or ScanMode.NEW)
             summary = await scan.run()
