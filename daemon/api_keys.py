@@ -11,6 +11,7 @@ import msgspec
 from .access import Principal
 from .credentials import new_secret, secret_digest
 from .errors import InvalidInput, NotFoundOrNoAccess
+from .ids import new_id
 from .index import API_KEY_BY_SECRET, API_KEYS, Index, Txn
 from .permissions import ALL, PERMISSIONS, grants
 from .records import ApiKey
@@ -50,7 +51,7 @@ class ApiKeyService:
         secret = new_secret()
         now = utc_now()
         api_key = ApiKey(
-            id=uuid.uuid4(),
+            id=new_id(),
             user_id=principal.user.id,
             name=name or DEFAULT_NAME,
             permissions=granted,

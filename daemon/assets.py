@@ -53,12 +53,21 @@ def sidecar_fingerprint(path: bytes | None, mtime_ns: int | None) -> int:
     return int.from_bytes(digest, "big") or 1
 
 
+def compared_fields(
+    size: int, mtime_ns: int, sidecar_path: bytes | None, sidecar_mtime_ns: int | None
+) -> bytes:
+    """Bytes 16-40 of a path entry: what a rescan compares with the file it finds."""
+    return (
+        size.to_bytes(8, "big")
+        + (mtime_ns + _MTIME_OFFSET).to_bytes(8, "big")
+        + sidecar_fingerprint(sidecar_path, sidecar_mtime_ns).to_bytes(8, "big")
+    )
+
+
 def path_entry(asset: Asset) -> bytes:
     return (
         asset.id.bytes
-        + asset.file_size.to_bytes(8, "big")
-        + (asset.file_mtime_ns + _MTIME_OFFSET).to_bytes(8, "big")
-        + sidecar_fingerprint(asset.sidecar_path, asset.sidecar_mtime_ns).to_bytes(8, "big")
+        + compared_fields(asset.file_size, asset.file_mtime_ns, asset.sidecar_path, asset.sidecar_mtime_ns)
         + bytes([_OFFLINE if asset.is_offline else 0])
     )
 
@@ -91,6 +100,11 @@ def mtime_datetime(mtime_ns: int) -> datetime:
 
 def get(txn: Txn, asset_id: uuid.UUID) -> Asset | None:
     return txn.get(ASSETS, asset_id.bytes)
+
+
+def get_by_key(txn: Txn, key: bytes) -> Asset | None:
+    """By the raw 16 bytes of the id (as stored in `asset_by_path` values)."""
+    return txn.get(ASSETS, key)
 
 
 def insert(txn: Txn, asset: Asset) -> None:

@@ -6,12 +6,12 @@ Credentials are tried in Immich's order: `x-api-key`, then `Authorization: Beare
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from .access import Principal
 from .credentials import new_secret, secret_digest, verify_password_off_loop
 from .errors import AuthenticationRequired
+from .ids import new_id
 from .index import API_KEY_BY_SECRET, API_KEYS, SESSIONS, USER_BY_EMAIL, USERS, Index, Txn
 from .records import Session, User
 from .timeutil import utc_now
@@ -50,7 +50,7 @@ class AuthService:
         token = new_secret()
         now = utc_now()
         session = Session(
-            id=uuid.uuid4(),
+            id=new_id(),
             user_id=user.id,
             created_at=now,
             updated_at=now,

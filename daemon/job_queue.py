@@ -32,6 +32,11 @@ def enqueue(txn: Txn, queue: str, asset_id: uuid.UUID, now: datetime, *, force: 
     txn.put(PENDING_JOBS, key, PendingJob(queued_at=now, force=force))
 
 
+def enqueue_new(txn: Txn, asset_id: uuid.UUID, now: datetime) -> None:
+    """Work for an asset created in this transaction: nothing can be pending for it yet (a blind put)."""
+    txn.put(PENDING_JOBS, job_key(METADATA, asset_id), PendingJob(queued_at=now))
+
+
 def enqueue_new_or_changed(txn: Txn, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:
     """A new or changed original: metadata first (it hashes the content and reads EXIF); the metadata job
     enqueues thumbnails and, for videos, the transcode decision once it knows the file."""

@@ -17,6 +17,7 @@ import msgspec
 from . import assets as asset_index
 from .access import Principal
 from .errors import InvalidInput, NotFoundOrNoAccess
+from .ids import new_id
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
 from .paths import NO_EXTERNAL_PATH_MESSAGE, import_path_problem, not_absolute_message
 from .records import Library, User
@@ -31,7 +32,7 @@ DEFAULT_UPLOAD_LIBRARY_NAME = "Default Library"
 
 def create_default_upload_library(txn: Txn, owner_id: uuid.UUID, now: datetime) -> Library:
     library = Library(
-        id=uuid.uuid4(),
+        id=new_id(),
         owner_id=owner_id,
         type="UPLOAD",
         name=DEFAULT_UPLOAD_LIBRARY_NAME,
@@ -215,7 +216,7 @@ class LibraryService:
         external = library_type == "EXTERNAL"
         now = utc_now()
         library = Library(
-            id=uuid.uuid4(),
+            id=new_id(),
             owner_id=owner_id,
             type="EXTERNAL" if external else "UPLOAD",
             name=name or (DEFAULT_EXTERNAL_NAME if external else DEFAULT_UPLOAD_NAME),

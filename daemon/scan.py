@@ -34,6 +34,7 @@ from . import assets, job_queue
 from .crawl import Crawler, CrawlReport, FoundFile
 from .errors import InvalidInput
 from .exclusions import ExclusionMatcher
+from .ids import new_id
 from .index import ASSET_BY_PATH, LIBRARIES, OFFLINE_BY_SIGNATURE, Index, Txn
 from .paths import import_path_problem, normalize_import_path
 from .records import Asset, Library, User
@@ -41,7 +42,8 @@ from .timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 2000  # files per crawl batch (one read transaction each)
+WRITE_BATCH = 20_000  # decisions per write transaction: commits fsync, so fewer and larger is faster
 CRAWL_QUEUE_BATCHES = 4
 MOVE_TRACKING_LIMIT = 250_000
 NO_EXTERNAL_PATH = "User has no external path set, cannot refresh library"
@@ -85,13 +87,16 @@ class ScanSummary:
 
 @dataclass
 class _Plan:
-    """What one batch decided; applied in one write transaction."""
+    """Decisions waiting for one write transaction. Asset ids are raw 16-byte keys."""
 
     new: list[FoundFile] = field(default_factory=list)
-    offline: list[uuid.UUID] = field(default_factory=list)
-    restore: list[tuple[uuid.UUID, FoundFile, bool]] = field(default_factory=list)
-    refresh: list[tuple[uuid.UUID, FoundFile]] = field(default_factory=list)
+    offline: list[bytes] = field(default_factory=list)
+    restore: list[tuple[bytes, FoundFile, bool]] = field(default_factory=list)
+    refresh: list[tuple[bytes, FoundFile]] = field(default_factory=list)
     unchanged: int = 0
+
+    def __len__(self) -> int:
+        return len(self.new) + len(self.offline) + len(self.restore) + len(self.refresh)
 
 
 def hash_file(path: bytes) -> bytes | None:
@@ -119,7 +124,7 @@ def new_external_asset(library: Library, found: FoundFile, now) -> Asset:
     """§4.11: times from the mtime until metadata extraction replaces them."""
     taken = assets.mtime_datetime(found.mtime_ns)
     return Asset(
-        id=uuid.uuid4(),
+        id=new_id(),
         owner_id=library.owner_id,
         library_id=library.id,
         type="VIDEO" if found.is_video else "IMAGE",
@@ -191,16 +196,21 @@ class LibraryScan:
             should_stop=self._stop.is_set,
         )
         send, receive = trio.open_memory_channel[list[FoundFile]](CRAWL_QUEUE_BATCHES)
+        plan = _Plan()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._crawl, crawler, send)
                 async with receive:
                     async for batch in receive:
-                        self._apply(self._merge(batch))
+                        self._merge(batch, plan)
                         self.summary.crawled += len(batch)
+                        if len(plan) >= WRITE_BATCH:
+                            self._apply(plan)
+                            plan = _Plan()
                         self.progress(self.summary)
         finally:
             self._stop.set()
+        self._apply(plan)
         self._finish_missing()
         await self._match_moves()
         self._mark_refreshed()
@@ -230,54 +240,56 @@ class LibraryScan:
 
     # -- merging (trio thread, one read transaction per batch) ---------------------------------------------
 
-    def _merge(self, batch: list[FoundFile]) -> _Plan:
-        plan = _Plan()
+    def _merge(self, batch: list[FoundFile], plan: _Plan) -> None:
+        """Walk this batch and the library's `asset_by_path` keys in step, adding decisions to `plan`."""
+        prefix = self.prefix
         with self.index.read() as txn, txn.cursor(ASSET_BY_PATH) as cursor:
             valid = cursor.set_range(self.after)
             if valid and cursor.key() == self.after:
                 valid = cursor.next()
             for found in batch:
-                key = self.prefix + found.path
+                key = prefix + found.path
                 if key <= self.after:  # never expected: the crawl is sorted; stay correct anyway
                     log.error("crawl order broken at %r; looked up directly", found.path)
-                    raw = txn.get(ASSET_BY_PATH, key)
-                    self._decide(txn, found, None if raw is None else assets.PathEntry.decode(raw), plan)
+                    self._decide(txn, found, txn.get(ASSET_BY_PATH, key), plan)
                     continue
-                while valid and cursor.key() < key:
-                    if not cursor.key().startswith(self.prefix):
+                while valid:
+                    current = cursor.key()
+                    if current >= key:
+                        break
+                    if not current.startswith(prefix):
                         valid = False
                         break
-                    self._missing(assets.PathEntry.decode(cursor.value()), plan)
+                    value = cursor.value()
+                    if not value[40] & 1:  # online, and its path was not crawled: offline
+                        plan.offline.append(value[:16])
                     valid = cursor.next()
-                entry = None
+                value = None
                 if valid and cursor.key() == key:
-                    entry = assets.PathEntry.decode(cursor.value())
+                    value = cursor.value()
                     valid = cursor.next()
-                self._decide(txn, found, entry, plan)
+                self._decide(txn, found, value, plan)
                 self.after = key
-        return plan
 
-    def _missing(self, entry: assets.PathEntry, plan: _Plan) -> None:
-        if not entry.offline:
-            plan.offline.append(entry.asset_id)
-
-    def _decide(self, txn: Txn, found: FoundFile, entry: assets.PathEntry | None, plan: _Plan) -> None:
-        if entry is None:
+    def _decide(self, txn: Txn, found: FoundFile, value: bytes | None, plan: _Plan) -> None:
+        """`value` is the path's `asset_by_path` entry (see `assets.PathEntry`), compared as raw bytes."""
+        if value is None:
             signature = assets.signature_prefix(self.library.id, found.size, found.mtime_ns)
             if any(True for _ in txn.items(OFFLINE_BY_SIGNATURE, signature)):
                 self._deferred.append(found)
             else:
                 plan.new.append(found)
             return
-        same = (
-            entry.size == found.size
-            and entry.mtime_ns == found.mtime_ns
-            and entry.sidecar == assets.sidecar_fingerprint(found.sidecar_path, found.sidecar_mtime_ns)
-        )
-        if entry.offline:
-            plan.restore.append((entry.asset_id, found, self.mode is ScanMode.ALL or not same))
-        elif self.mode is ScanMode.ALL or (self.mode is ScanMode.MODIFIED and not same):
-            plan.refresh.append((entry.asset_id, found))
+        mode = self.mode
+        if not value[40] & 1 and mode is ScanMode.NEW:
+            plan.unchanged += 1
+            return
+        same = value[16:40] == assets.compared_fields(found.size, found.mtime_ns, found.sidecar_path,
+                                                      found.sidecar_mtime_ns)  # fmt: skip
+        if value[40] & 1:
+            plan.restore.append((value[:16], found, mode is ScanMode.ALL or not same))
+        elif mode is ScanMode.ALL or not same:
+            plan.refresh.append((value[:16], found))
         else:
             plan.unchanged += 1
 
@@ -290,15 +302,15 @@ class LibraryScan:
             for found in plan.new:
                 asset = new_external_asset(self.library, found, now)
                 assets.insert(txn, asset)
-                job_queue.enqueue_new_or_changed(txn, asset.id, now)
+                job_queue.enqueue_new(txn, asset.id, now)
                 created.append(asset)
             went_offline = []
             for asset_id in plan.offline:
-                asset = assets.get(txn, asset_id)
+                asset = assets.get_by_key(txn, asset_id)
                 if asset is not None and not asset.is_offline:
                     went_offline.append(assets.update(txn, asset, is_offline=True, updated_at=now))
             for asset_id, found, refresh in plan.restore:
-                asset = assets.get(txn, asset_id)
+                asset = assets.get_by_key(txn, asset_id)
                 if asset is None:
                     continue
                 changes = file_changes(found) if refresh else {}
@@ -306,7 +318,7 @@ class LibraryScan:
                 if refresh:
                     job_queue.enqueue_new_or_changed(txn, asset.id, now, force=True)
             for asset_id, found in plan.refresh:
-                asset = assets.get(txn, asset_id)
+                asset = assets.get_by_key(txn, asset_id)
                 if asset is None:
                     continue
                 assets.update(txn, asset, updated_at=now, **file_changes(found))
@@ -340,8 +352,10 @@ class LibraryScan:
                 valid = cursor.set_range(self.after)
                 if valid and cursor.key() == self.after:
                     valid = cursor.next()
-                while valid and cursor.key().startswith(self.prefix) and len(plan.offline) < BATCH_SIZE * 5:
-                    self._missing(assets.PathEntry.decode(cursor.value()), plan)
+                while valid and cursor.key().startswith(self.prefix) and len(plan.offline) < WRITE_BATCH:
+                    value = cursor.value()
+                    if not value[40] & 1:
+                        plan.offline.append(value[:16])
                     self.after = bytes(cursor.key())
                     valid = cursor.next()
                 done = not (valid and cursor.key().startswith(self.prefix))

@@ -22,6 +22,7 @@ from . import libraries
 from .access import Principal
 from .credentials import hash_password
 from .errors import InvalidInput
+from .ids import new_id
 from .index import API_KEY_BY_SECRET, API_KEYS, SESSIONS, USER_BY_EMAIL, USERS, Index, Txn
 from .permissions import ALL
 from .records import AVATAR_COLORS, User
@@ -160,7 +161,7 @@ class UserService:
         _check_avatar_color(avatar_color)
         now = utc_now()
         user = User(
-            id=uuid.uuid4(),
+            id=new_id(),
             email=email,
             name=name,
             password_hash=password_hash,
