@@ -21,6 +21,7 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .exclusions import ExclusionMatcher
 from .media_types import IMAGE_EXTENSIONS, RAW_EXTENSIONS, VIDEO_EXTENSIONS
@@ -32,17 +33,9 @@ MEDIA_EXTENSIONS = frozenset(e.encode() for e in IMAGE_EXTENSIONS | RAW_EXTENSIO
 VIDEO_EXTENSIONS_BYTES = frozenset(e.encode() for e in VIDEO_EXTENSIONS)
 
 
-def media_extension(name: bytes) -> bytes | None:
-    """The lower-case extension of a media file name, or None when the name is not media."""
-    dot = name.rfind(b".")
-    if dot <= 0:
-        return None
-    extension = name[dot:].lower()
-    return extension if extension in MEDIA_EXTENSIONS else None
+class FoundFile(NamedTuple):
+    """A media file the crawl found (a tuple: built a million times per scan)."""
 
-
-@dataclass(frozen=True, slots=True)
-class FoundFile:
     path: bytes
     size: int
     mtime_ns: int
@@ -102,6 +95,11 @@ class Crawler:
             root[:i] for root in roots for i in range(1, len(root) + 1) if root[i : i + 1] in (b"/", b"")
         }
         self._visited: set[tuple[int, int]] = set()
+        try:
+            data_status = os.stat(self.data_dir)
+            self._data_dir_identity: tuple[int, int] | None = (data_status.st_dev, data_status.st_ino)
+        except OSError:
+            self._data_dir_identity = None
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -112,7 +110,9 @@ class Crawler:
             except OSError as error:
                 self.report.warn(f"Skipping import path {_show(root)}: {os_error_text(error)}")
                 continue
-            if self._enter(status):
+            if (status.st_dev, status.st_ino) == self._data_dir_identity:
+                self.report.skipped["data directory"] += 1
+            elif self._enter(status):
                 yield from self._walk(root)
 
     def _enter(self, status: os.stat_result) -> bool:
@@ -123,40 +123,61 @@ class Crawler:
         return True
 
     def _walk(self, root: bytes) -> Iterator[FoundFile]:
-        stack = [iter(self._list(root))]
-        while stack:
-            if self.should_stop():
-                return
-            entry = next(stack[-1], None)
-            if entry is None:
-                stack.pop()
-                continue
-            key, path, is_dir, is_link, sidecars = entry
-            if is_dir:
-                children = self._descend(path, key[:-1], is_link)
-                if children is not None:
-                    stack.append(iter(children))
-            else:
-                found = self._file(path, key, is_link, sidecars)
-                if found is not None:
-                    yield found
+        """Depth-first, entries sorted with folders keyed `name/`, so full paths come out byte-sorted.
 
-    def _list(self, folder: bytes) -> list[tuple[bytes, bytes, bool, bool, dict[bytes, bytes]]]:
-        """The folder's candidate entries as (sort key, path, is_dir, is_link, sidecars), sorted by key."""
+        Each open folder keeps a descriptor, and files are `stat`ed relative to it: the kernel does not walk the
+        whole path again for every file."""
+        opened = self._list(root)
+        if opened is None:
+            return
+        stack = [opened]
+        try:
+            while stack:
+                if self.should_stop():
+                    return
+                folder, descriptor, entries = stack[-1]
+                entry = next(entries, None)
+                if entry is None:
+                    os.close(descriptor)
+                    stack.pop()
+                    continue
+                key, is_dir, is_link, is_video, sidecars = entry
+                if is_dir:
+                    child = self._descend(folder + b"/" + key[:-1], key[:-1], is_link)
+                    if child is not None:
+                        stack.append(child)
+                else:
+                    found = self._file(folder, descriptor, key, is_link, is_video, sidecars)
+                    if found is not None:
+                        yield found
+        finally:
+            for _, descriptor, _ in stack:
+                os.close(descriptor)
+
+    def _list(self, folder: bytes) -> tuple[bytes, int, Iterator[tuple]] | None:
+        """(folder, its descriptor, its entries sorted by key), entries being
+        (sort key, is_dir, is_link, is_video, sidecars); None if the folder cannot be read."""
         self.report.folders += 1
         try:
-            with os.scandir(folder) as iterator:
-                entries = list(iterator)
+            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as error:
             self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
             self.report.skipped["unreadable folder"] += 1
-            return []
+            return None
+        try:
+            with os.scandir(descriptor) as iterator:
+                entries = list(iterator)
+        except OSError as error:
+            os.close(descriptor)
+            self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
+            self.report.skipped["unreadable folder"] += 1
+            return None
         sidecars: dict[bytes, bytes] = {}
         listed = []
         for entry in entries:
-            name = entry.name
+            name = os.fsencode(entry.name)
             if name[-4:].lower() == b".xmp":
-                sidecars[name[:-4]] = entry.path
+                sidecars[name[:-4]] = name
                 continue
             try:
                 is_dir = entry.is_dir()
@@ -164,19 +185,22 @@ class Crawler:
             except OSError:
                 continue
             if name.startswith(b"."):
-                if not (is_dir and entry.path in self._root_ancestry):
+                if not (is_dir and folder + b"/" + name in self._root_ancestry):
                     self.report.skipped["hidden"] += 1
                     continue
             if is_dir:
-                listed.append((name + b"/", entry.path, True, is_link, sidecars))
-            elif media_extension(name) is not None:
-                listed.append((name, entry.path, False, is_link, sidecars))
-            elif is_link and not os.path.exists(entry.path):
+                listed.append((name + b"/", True, is_link, False, sidecars))
+                continue
+            dot = name.rfind(b".")
+            extension = name[dot:].lower() if dot > 0 else b""
+            if extension in MEDIA_EXTENSIONS:
+                listed.append((name, False, is_link, extension in VIDEO_EXTENSIONS_BYTES, sidecars))
+            elif is_link and not os.path.exists(folder + b"/" + name):
                 self.report.skipped["broken link"] += 1
         listed.sort(key=lambda item: item[0])
-        return listed
+        return folder, descriptor, iter(listed)
 
-    def _descend(self, path: bytes, name: bytes, is_link: bool) -> list | None:
+    def _descend(self, path: bytes, name: bytes, is_link: bool) -> tuple[bytes, int, Iterator[tuple]] | None:
         if self.exclusions and self.exclusions.excludes_directory(path, name):
             self.report.skipped["excluded folder"] += 1
             return None
@@ -190,17 +214,10 @@ class Crawler:
         if not self._enter(status):
             self.report.skipped["folder already visited (link or loop)"] += 1
             return None
-        if (status.st_dev, status.st_ino) == self._data_dir_identity():
+        if (status.st_dev, status.st_ino) == self._data_dir_identity:
             self.report.skipped["data directory"] += 1
             return None
         return self._list(path)
-
-    def _data_dir_identity(self) -> tuple[int, int] | None:
-        try:
-            status = os.stat(self.data_dir)
-        except OSError:
-            return None
-        return status.st_dev, status.st_ino
 
     def _link_allowed(self, path: bytes) -> bool:
         target = resolve(path)
@@ -211,15 +228,16 @@ class Crawler:
         return True
 
     def _file(
-        self, path: bytes, name: bytes, is_link: bool, sidecars: dict[bytes, bytes]
+        self, folder: bytes, descriptor: int, name: bytes, is_link: bool, is_video: bool, sidecars: dict
     ) -> FoundFile | None:
+        path = folder + b"/" + name
         if self.exclusions and self.exclusions.excludes_file(path, name):
             self.report.skipped["excluded"] += 1
             return None
         if is_link and not self._link_allowed(path):
             return None
         try:
-            status = os.stat(path)
+            status = os.stat(name, dir_fd=descriptor)
         except OSError as error:
             self.report.skipped["vanished or unreadable"] += 1
             log.info("skipping %s: %s", _show(path), os_error_text(error))
@@ -227,24 +245,22 @@ class Crawler:
         if not stat.S_ISREG(status.st_mode):
             self.report.skipped["not a regular file"] += 1
             return None
-        sidecar_path, sidecar_mtime_ns = self._sidecar(name, sidecars)
-        return FoundFile(
-            path=path,
-            size=status.st_size,
-            mtime_ns=status.st_mtime_ns,
-            is_video=media_extension(name) in VIDEO_EXTENSIONS_BYTES,
-            sidecar_path=sidecar_path,
-            sidecar_mtime_ns=sidecar_mtime_ns,
-        )
+        if sidecars:
+            sidecar_path, sidecar_mtime_ns = self._sidecar(folder, name, sidecars)
+            return FoundFile(
+                path, status.st_size, status.st_mtime_ns, is_video, sidecar_path, sidecar_mtime_ns
+            )
+        return FoundFile(path, status.st_size, status.st_mtime_ns, is_video)
 
-    def _sidecar(self, name: bytes, sidecars: dict[bytes, bytes]) -> tuple[bytes | None, int | None]:
+    def _sidecar(
+        self, folder: bytes, name: bytes, sidecars: dict[bytes, bytes]
+    ) -> tuple[bytes | None, int | None]:
         """`name.ext.xmp` wins over `name.xmp` (§10.1); the first that is a readable regular file inside."""
-        if not sidecars:
-            return None, None
         stem = name[: name.rfind(b".")]
-        for candidate in (sidecars.get(name), sidecars.get(stem)):
-            if candidate is None:
+        for sidecar_name in (sidecars.get(name), sidecars.get(stem)):
+            if sidecar_name is None:
                 continue
+            candidate = folder + b"/" + sidecar_name
             if os.path.islink(candidate) and not is_within(resolve(candidate), self.external_path):
                 continue
             try:

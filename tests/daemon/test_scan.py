@@ -99,14 +99,14 @@ async def test_unreadable_folder_warns_and_scan_goes_on(world, monkeypatch):  # 
     root = world.external / "p"
     write(root / "a" / "x.jpg")
     write(root / "b" / "y.jpg")
-    real_scandir = os.scandir
+    real_open = os.open
 
-    def failing_scandir(path):
-        if os.fsencode(path).endswith(b"/a"):
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECTORY and os.fsencode(path).endswith(b"/a"):
             raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(os, "scandir", failing_scandir)  # root ignores chmod; fake only the refusal
+    monkeypatch.setattr(os, "open", refusing_open)  # root ignores chmod; fake only the refusal
     library = world.library(root)
     summary = await world.scan(library)
     assert world.paths(library) == {b(root / "b" / "y.jpg")}
