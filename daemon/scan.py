@@ -180,6 +180,7 @@ class LibraryScan:
         self._went_offline: list[uuid.UUID] = []
         self._created: dict[tuple[int, int], list[tuple[FoundFile, uuid.UUID]]] | None = None
         self._stop = threading.Event()
+        self._any_offline = True
 
     async def run(self) -> ScanSummary:
         with self.index.read() as txn:
@@ -244,6 +245,8 @@ class LibraryScan:
         """Walk this batch and the library's `asset_by_path` keys in step, adding decisions to `plan`."""
         prefix = self.prefix
         with self.index.read() as txn, txn.cursor(ASSET_BY_PATH) as cursor:
+            # Move candidates exist only if the library has offline assets (never during a first scan).
+            self._any_offline = any(True for _ in txn.items(OFFLINE_BY_SIGNATURE, prefix))
             valid = cursor.set_range(self.after)
             if valid and cursor.key() == self.after:
                 valid = cursor.next()
@@ -275,7 +278,7 @@ class LibraryScan:
         """`value` is the path's `asset_by_path` entry (see `assets.PathEntry`), compared as raw bytes."""
         if value is None:
             signature = assets.signature_prefix(self.library.id, found.size, found.mtime_ns)
-            if any(True for _ in txn.items(OFFLINE_BY_SIGNATURE, signature)):
+            if self._any_offline and any(True for _ in txn.items(OFFLINE_BY_SIGNATURE, signature)):
                 self._deferred.append(found)
             else:
                 plan.new.append(found)
