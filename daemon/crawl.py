@@ -158,17 +158,14 @@ class Crawler:
         """(folder, its descriptor, its entries sorted by key), entries being
         (sort key, is_dir, is_link, is_video, sidecars); None if the folder cannot be read."""
         self.report.folders += 1
+        descriptor = -1
         try:
             descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as error:
-            self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
-            self.report.skipped["unreadable folder"] += 1
-            return None
-        try:
             with os.scandir(descriptor) as iterator:
                 entries = list(iterator)
         except OSError as error:
-            os.close(descriptor)
+            if descriptor >= 0:
+                os.close(descriptor)
             self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
             self.report.skipped["unreadable folder"] += 1
             return None

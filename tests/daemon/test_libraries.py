@@ -8,15 +8,6 @@ from daemon.access import Principal
 from daemon.errors import Forbidden, InvalidInput, NotFoundOrNoAccess
 from daemon.libraries import DEFAULT_EXCLUSIONS
 from daemon.scan import ScanMode
-from tests.library_helpers import World
-
-
-@pytest.fixture
-def world(services, tmp_path) -> World:
-    external = tmp_path / "external"
-    external.mkdir()
-    user = services.users.create(email="u@example.com", password="pw", name="U", external_path=str(external))
-    return World(services, user, Principal(user=user), external, Path(services.settings.data_dir))
 
 
 def test_defaults_for_external_and_upload(world):  # §2.2, §2.3

@@ -12,14 +12,6 @@ from daemon.scan import ScanMode
 from tests.library_helpers import World, write
 
 
-@pytest.fixture
-def world(services, tmp_path) -> World:
-    external = tmp_path / "external"
-    external.mkdir()
-    user = services.users.create(email="u@example.com", password="pw", name="U", external_path=str(external))
-    return World(services, user, Principal(user=user), external, Path(services.settings.data_dir))
-
-
 def b(path: Path) -> bytes:
     return os.fsencode(path)
 
