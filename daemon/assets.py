@@ -114,6 +114,12 @@ def insert(txn: Txn, asset: Asset) -> None:
         txn.put(OFFLINE_BY_SIGNATURE, signature_key(asset), b"")
 
 
+def insert_many(txn: Txn, new: list[Asset]) -> None:
+    """`insert` for a batch of online assets (a scan's new files), one bulk put per table."""
+    txn.put_many(ASSETS, [(asset.id.bytes, asset) for asset in new])
+    txn.put_many(ASSET_BY_PATH, [(path_key(a.library_id, a.original_path), path_entry(a)) for a in new])
+
+
 def update(txn: Txn, before: Asset, **changes: object) -> Asset:
     """Store `before` with `changes`, moving its path key and offline signature as needed."""
     after = msgspec.structs.replace(before, **changes)

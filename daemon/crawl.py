@@ -21,7 +21,8 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+
+import msgspec
 
 from .exclusions import ExclusionMatcher
 from .media_types import IMAGE_EXTENSIONS, RAW_EXTENSIONS, VIDEO_EXTENSIONS
@@ -33,8 +34,9 @@ MEDIA_EXTENSIONS = frozenset(e.encode() for e in IMAGE_EXTENSIONS | RAW_EXTENSIO
 VIDEO_EXTENSIONS_BYTES = frozenset(e.encode() for e in VIDEO_EXTENSIONS)
 
 
-class FoundFile(NamedTuple):
-    """A media file the crawl found (a tuple: built a million times per scan)."""
+class FoundFile(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A media file the crawl found. A msgspec Struct: cheap to build a million times, and it crosses the pipe
+    from the scan worker as a compact msgpack array that decodes straight back into this type."""
 
     path: bytes
     size: int
@@ -78,12 +80,16 @@ class Crawler:
         exclusions: ExclusionMatcher,
         report: CrawlReport | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        known: Callable[[bytes], bool] | None = None,
     ):
         self.external_path = resolve(external_path)
         self.data_dir = resolve(data_dir)
         self.exclusions = exclusions
         self.report = report or CrawlReport()
         self.should_stop = should_stop
+        # `known(path)` True: the caller already has this file and needs no `stat` (size and mtime come as -1).
+        # It is asked in crawl order, which lets the caller answer by walking its index in step.
+        self.known = known
         # A root below another root is reached through the outer one (nothing is crawled twice, order stays sorted).
         ordered = sorted(set(roots), key=lambda root: root.rstrip(b"/") + b"/")
         self.roots: list[bytes] = []
@@ -233,6 +239,8 @@ class Crawler:
             return None
         if is_link and not self._link_allowed(path):
             return None
+        if self.known is not None and not is_link and self.known(path):
+            return FoundFile(path, -1, -1, is_video)  # a regular file (d_type) the caller has: no stat needed
         try:
             status = os.stat(name, dir_fd=descriptor)
         except OSError as error:

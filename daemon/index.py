@@ -104,6 +104,12 @@ class Txn:
         """Store `value`; with `overwrite=False`, keep an existing value and return False."""
         return self.raw.put(key, table.encode(value), db=self._dbs[table.name], overwrite=overwrite)
 
+    def put_many(self, table: Table[V], items: list[tuple[bytes, V]]) -> None:
+        """Store many entries in one C-level loop (LMDB `putmulti`): for bulk imports."""
+        encode = table.encode
+        with self.raw.cursor(db=self._dbs[table.name]) as cursor:
+            cursor.putmulti([(key, encode(value)) for key, value in items])
+
     def delete(self, table: Table[Any], key: bytes) -> bool:
         return self.raw.delete(key, db=self._dbs[table.name])
 

@@ -32,9 +32,10 @@ def enqueue(txn: Txn, queue: str, asset_id: uuid.UUID, now: datetime, *, force: 
     txn.put(PENDING_JOBS, key, PendingJob(queued_at=now, force=force))
 
 
-def enqueue_new(txn: Txn, asset_id: uuid.UUID, now: datetime) -> None:
-    """Work for an asset created in this transaction: nothing can be pending for it yet (a blind put)."""
-    txn.put(PENDING_JOBS, job_key(METADATA, asset_id), PendingJob(queued_at=now))
+def enqueue_new_many(txn: Txn, asset_ids: list[uuid.UUID], now: datetime) -> None:
+    """Work for assets created in this transaction: nothing can be pending for them yet (blind bulk puts)."""
+    job = PendingJob(queued_at=now)
+    txn.put_many(PENDING_JOBS, [(job_key(METADATA, asset_id), job) for asset_id in asset_ids])
 
 
 def enqueue_new_or_changed(txn: Txn, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:

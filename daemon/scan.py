@@ -1,11 +1,11 @@
 """One scan of one external library (`libraries.md` §4-6, §10, §15): crawl, compare with the index, apply.
 
-How it stays fast and small at a million files: the crawler (a worker thread, filesystem only) yields files in
-byte-sorted path order, which is also the order of the library's `asset_by_path` keys. The scan walks both in step
-(a merge-join) in batches: each batch is compared in one short read transaction and applied in one write
-transaction on the trio thread. Memory stays proportional to a batch, not to the library; a write never spans an
-`await`; a scan cancelled half-way leaves every committed batch consistent and marks nothing offline that it has
-not passed.
+How it stays fast and small at a million files: a worker process (`daemon.scan_worker`) crawls the import paths
+in byte-sorted path order — also the order of the library's `asset_by_path` keys — and walks both in step (a
+merge-join) with short read-only transactions, sending back decisions. This task applies them in write
+transactions of up to 20k decisions on the trio thread, the index's only writer. Memory stays proportional to a
+batch, not to the library; a write never spans an `await`; a scan cancelled half-way (the worker is killed) leaves
+every committed batch consistent and marks nothing offline that it has not passed.
 
 Modes: NEW imports new paths and restores returning ones; MODIFIED also refreshes files whose size, mtime or
 sidecar changed; ALL refreshes every file. Any mode marks offline the assets whose paths it passed without finding
@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,22 +32,37 @@ import msgspec
 import trio
 
 from . import assets, job_queue
-from .crawl import Crawler, CrawlReport, FoundFile
-from .errors import InvalidInput
-from .exclusions import ExclusionMatcher
+from .crawl import CrawlReport, FoundFile
+from .errors import FilmrollError, InvalidInput
 from .ids import new_id
 from .index import ASSET_BY_PATH, LIBRARIES, OFFLINE_BY_SIGNATURE, Index, Txn
 from .paths import import_path_problem, normalize_import_path
 from .records import Asset, Library, User
+from .scan_worker import FRAME_DECODER, Plan, Report, ScanRequest
 from .timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000  # files per crawl batch (one read transaction each)
 WRITE_BATCH = 20_000  # decisions per write transaction: commits fsync, so fewer and larger is faster
-CRAWL_QUEUE_BATCHES = 4
 MOVE_TRACKING_LIMIT = 250_000
 NO_EXTERNAL_PATH = "User has no external path set, cannot refresh library"
+
+
+class ScanFailed(FilmrollError):
+    """The scan could not run to its end (its worker failed); nothing past the last applied plan changed."""
+
+
+async def _frames(stream: trio.abc.ReceiveStream):
+    """Length-prefixed msgpack frames from the worker's stdout."""
+    buffer = bytearray()
+    async for chunk in stream:
+        buffer += chunk
+        while len(buffer) >= 4:
+            length = int.from_bytes(buffer[:4], "big")
+            if len(buffer) < 4 + length:
+                break
+            yield FRAME_DECODER.decode(bytes(buffer[4 : 4 + length]))
+            del buffer[: 4 + length]
 
 
 class ScanMode(StrEnum):
@@ -179,8 +195,6 @@ class LibraryScan:
         self._deferred: list[FoundFile] = []  # new files that may be moves of offline assets
         self._went_offline: list[uuid.UUID] = []
         self._created: dict[tuple[int, int], list[tuple[FoundFile, uuid.UUID]]] | None = None
-        self._stop = threading.Event()
-        self._any_offline = True
 
     async def run(self) -> ScanSummary:
         with self.index.read() as txn:
@@ -188,125 +202,77 @@ class LibraryScan:
         if had_assets:  # only then can a file vanish in this scan and reappear under a new name
             self._created = defaultdict(list)
         roots = valid_roots(self.library, self.owner, self.data_dir, self.summary.report)
-        crawler = Crawler(
-            roots,
+        request = ScanRequest(
+            index_path=str(self.index.path),
+            library_id=self.library.id.bytes,
+            mode=self.mode.value,
+            roots=roots,
             external_path=os.fsencode(self.owner.external_path or "/"),
             data_dir=os.fsencode(self.data_dir),
-            exclusions=ExclusionMatcher(self.library.exclusion_patterns),
-            report=self.summary.report,
-            should_stop=self._stop.is_set,
+            exclusion_patterns=list(self.library.exclusion_patterns),
         )
-        send, receive = trio.open_memory_channel[list[FoundFile]](CRAWL_QUEUE_BATCHES)
-        plan = _Plan()
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._crawl, crawler, send)
-                async with receive:
-                    async for batch in receive:
-                        self._merge(batch, plan)
-                        self.summary.crawled += len(batch)
-                        if len(plan) >= WRITE_BATCH:
-                            self._apply(plan)
-                            plan = _Plan()
-                        self.progress(self.summary)
-        finally:
-            self._stop.set()
-        self._apply(plan)
-        self._finish_missing()
+        await self._read_worker(request)
         await self._match_moves()
         self._mark_refreshed()
         self.progress(self.summary)
         return self.summary
 
-    # -- crawling (worker thread) -------------------------------------------------------------------------
+    # -- the worker process ------------------------------------------------------------------------------
 
-    async def _crawl(self, crawler: Crawler, send: trio.MemorySendChannel[list[FoundFile]]) -> None:
-        token = trio.lowlevel.current_trio_token()
+    async def _read_worker(self, request: ScanRequest) -> None:
+        """Run `daemon.scan_worker`, applying its plans as they arrive (20k decisions per write transaction)."""
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "daemon.scan_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            async with process.stdin:
+                await process.stdin.send_all(msgspec.msgpack.encode(request))
+            pending = _Plan()
+            async for frame in _frames(process.stdout):
+                if isinstance(frame, Plan):
+                    self._collect(frame, pending)
+                    if len(pending) >= WRITE_BATCH:
+                        self._apply(pending)
+                        pending = _Plan()
+                    self.progress(self.summary)
+                elif isinstance(frame, Report):
+                    report = self.summary.report
+                    report.skipped.update(frame.skipped)
+                    for warning in frame.warnings:
+                        report.warn(warning)
+                    report.warning_count += frame.warning_count - len(frame.warnings)
+                    report.folders += frame.folders
+            self._apply(pending)
+            if await process.wait() != 0:
+                raise ScanFailed(
+                    f"the scan worker for library {self.library.id} exited with {process.returncode}"
+                )
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with trio.CancelScope(shield=True):
+                    await process.wait()
 
-        def crawl_in_thread() -> None:
-            batch: list[FoundFile] = []
-            try:
-                for found in crawler.files():
-                    batch.append(found)
-                    if len(batch) >= BATCH_SIZE:
-                        trio.from_thread.run(send.send, batch, trio_token=token)
-                        batch = []
-                if batch:
-                    trio.from_thread.run(send.send, batch, trio_token=token)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
-                pass  # the scan stopped listening (cancelled or failed); just stop crawling
-
-        async with send:
-            await trio.to_thread.run_sync(crawl_in_thread)
-
-    # -- merging (trio thread, one read transaction per batch) ---------------------------------------------
-
-    def _merge(self, batch: list[FoundFile], plan: _Plan) -> None:
-        """Walk this batch and the library's `asset_by_path` keys in step, adding decisions to `plan`."""
-        prefix = self.prefix
-        with self.index.read() as txn, txn.cursor(ASSET_BY_PATH) as cursor:
-            # Move candidates exist only if the library has offline assets (never during a first scan).
-            self._any_offline = any(True for _ in txn.items(OFFLINE_BY_SIGNATURE, prefix))
-            valid = cursor.set_range(self.after)
-            if valid and cursor.key() == self.after:
-                valid = cursor.next()
-            for found in batch:
-                key = prefix + found.path
-                if key <= self.after:  # never expected: the crawl is sorted; stay correct anyway
-                    log.error("crawl order broken at %r; looked up directly", found.path)
-                    self._decide(txn, found, txn.get(ASSET_BY_PATH, key), plan)
-                    continue
-                while valid:
-                    current = cursor.key()
-                    if current >= key:
-                        break
-                    if not current.startswith(prefix):
-                        valid = False
-                        break
-                    value = cursor.value()
-                    if not value[40] & 1:  # online, and its path was not crawled: offline
-                        plan.offline.append(value[:16])
-                    valid = cursor.next()
-                value = None
-                if valid and cursor.key() == key:
-                    value = cursor.value()
-                    valid = cursor.next()
-                self._decide(txn, found, value, plan)
-                self.after = key
-
-    def _decide(self, txn: Txn, found: FoundFile, value: bytes | None, plan: _Plan) -> None:
-        """`value` is the path's `asset_by_path` entry (see `assets.PathEntry`), compared as raw bytes."""
-        if value is None:
-            signature = assets.signature_prefix(self.library.id, found.size, found.mtime_ns)
-            if self._any_offline and any(True for _ in txn.items(OFFLINE_BY_SIGNATURE, signature)):
-                self._deferred.append(found)
-            else:
-                plan.new.append(found)
-            return
-        mode = self.mode
-        if not value[40] & 1 and mode is ScanMode.NEW:
-            plan.unchanged += 1
-            return
-        same = value[16:40] == assets.compared_fields(found.size, found.mtime_ns, found.sidecar_path,
-                                                      found.sidecar_mtime_ns)  # fmt: skip
-        if value[40] & 1:
-            plan.restore.append((value[:16], found, mode is ScanMode.ALL or not same))
-        elif mode is ScanMode.ALL or not same:
-            plan.refresh.append((value[:16], found))
-        else:
-            plan.unchanged += 1
+    def _collect(self, frame: Plan, plan: _Plan) -> None:
+        """Add a worker's plan frame to the decisions waiting for the next write transaction."""
+        self.summary.crawled += frame.crawled
+        plan.unchanged += frame.unchanged
+        plan.new.extend(frame.new)
+        plan.offline.extend(frame.offline)
+        plan.restore.extend(frame.restore)
+        plan.refresh.extend(frame.refresh)
+        self._deferred.extend(frame.deferred)
 
     # -- applying (one write transaction per batch) ---------------------------------------------------------
 
     def _apply(self, plan: _Plan) -> None:
         def work(txn: Txn) -> tuple[list[Asset], list[Asset]]:
             now = utc_now()
-            created = []
-            for found in plan.new:
-                asset = new_external_asset(self.library, found, now)
-                assets.insert(txn, asset)
-                job_queue.enqueue_new(txn, asset.id, now)
-                created.append(asset)
+            created = [new_external_asset(self.library, found, now) for found in plan.new]
+            assets.insert_many(txn, created)
+            job_queue.enqueue_new_many(txn, [asset.id for asset in created], now)
             went_offline = []
             for asset_id in plan.offline:
                 asset = assets.get_by_key(txn, asset_id)
@@ -346,26 +312,6 @@ class LibraryScan:
                 log.warning("library %s: over %d new files in one scan; moves among them are imported as new files",
                             self.library.id, MOVE_TRACKING_LIMIT)  # fmt: skip
                 self._created = None
-
-    def _finish_missing(self) -> None:
-        """Everything after the last crawled path was not found: offline (in batches)."""
-        while True:
-            plan = _Plan()
-            with self.index.read() as txn, txn.cursor(ASSET_BY_PATH) as cursor:
-                valid = cursor.set_range(self.after)
-                if valid and cursor.key() == self.after:
-                    valid = cursor.next()
-                while valid and cursor.key().startswith(self.prefix) and len(plan.offline) < WRITE_BATCH:
-                    value = cursor.value()
-                    if not value[40] & 1:
-                        plan.offline.append(value[:16])
-                    self.after = bytes(cursor.key())
-                    valid = cursor.next()
-                done = not (valid and cursor.key().startswith(self.prefix))
-            if plan.offline:
-                self._apply(plan)
-            if done:
-                return
 
     # -- moves ----------------------------------------------------------------------------------------------
 

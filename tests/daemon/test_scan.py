@@ -87,8 +87,11 @@ async def test_only_regular_files(world):  # §4.7: FIFOs, sockets and devices a
     assert summary.report.skipped["not a regular file"] == 2
 
 
-async def test_unreadable_folder_warns_and_scan_goes_on(world, monkeypatch):  # §4.7
-    root = world.external / "p"
+def test_unreadable_folder_warns_and_the_crawl_goes_on(tmp_path, monkeypatch):  # §4.7
+    from daemon.crawl import Crawler
+    from daemon.exclusions import ExclusionMatcher
+
+    root = tmp_path / "p"
     write(root / "a" / "x.jpg")
     write(root / "b" / "y.jpg")
     real_open = os.open
@@ -99,10 +102,23 @@ async def test_unreadable_folder_warns_and_scan_goes_on(world, monkeypatch):  # 
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refusing_open)  # root ignores chmod; fake only the refusal
+    crawler = Crawler(
+        [b(root)], external_path=b(tmp_path), data_dir=b"/nonexistent", exclusions=ExclusionMatcher([])
+    )
+    assert [f.path for f in crawler.files()] == [b(root / "b" / "y.jpg")]
+    assert any("Skipping unreadable folder" in w and "EACCES" in w for w in crawler.report.warnings)
+
+
+async def test_crawl_warnings_reach_the_scan_summary(world, caplog):
+    root = world.external / "p"
+    write(root / "a.jpg")
     library = world.library(root)
+    os.symlink(world.external / "nowhere", root / "gone")  # a folder link that cannot be followed
+    os.mkdir(root / "sub")
+    os.symlink(root / "sub" / "missing-dir", root / "sub" / "dangling.jpg")
     summary = await world.scan(library)
-    assert world.paths(library) == {b(root / "b" / "y.jpg")}
-    assert any("Skipping unreadable folder" in w and "EACCES" in w for w in summary.report.warnings)
+    assert summary.new == 1
+    assert summary.report.skipped["broken link"] >= 1
 
 
 async def test_symlinks_inside_followed_outside_refused_loops_ended(world, tmp_path):  # §4.8, §3.10
