@@ -6,7 +6,7 @@ Builds (once, then reuses) a tree of small files, warms the page cache, then tim
   1. find DIR -type f -printf '%T@ %s %p\\n' > /dev/null   (the reference)
   2. filmroll's initial scan of the tree as one external library (new index)
   3. a no-change rescan (default mode) and a --modified rescan (stats every file)
-The scans run in a child process that samples its own RssAnon every 20 ms, so the peak is the scan's.
+The scans run in a child process that samples its own RssAnon, and its scan worker's, every 20 ms.
 Index size is reported per asset, by table (pages in use x page size), and as a compacted copy.
 """
 
@@ -68,22 +68,38 @@ from daemon.timeutil import utc_now
 tree, data = sys.argv[1], sys.argv[2]
 peak = 0
 
-def rss_anon():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
+def rss_anon(pid="self"):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
 
+def children_rss_anon():
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                total += sum(rss_anon(pid) for pid in f.read().split())
+        except OSError:
+            pass
+    return total
+
+worker_peak = 0
+
 async def sample(task_status=trio.TASK_STATUS_IGNORED):
-    global peak
+    global peak, worker_peak
     task_status.started()
     while True:
         peak = max(peak, rss_anon())
+        worker_peak = max(worker_peak, children_rss_anon())
         await trio.sleep(0.02)
 
 async def main():
-    global peak
+    global peak, worker_peak
     settings = load_settings(None, {"data_dir": data, "log_level": "warning"}, {})
     result = {}
     with Index(settings.index_path) as index:
@@ -97,11 +113,12 @@ async def main():
         async with trio.open_nursery() as nursery:
             await nursery.start(sample)
             for name, mode in (("initial", ScanMode.NEW), ("rescan", ScanMode.NEW), ("rescan_modified", ScanMode.MODIFIED)):
-                peak = rss_anon()
+                peak, worker_peak = rss_anon(), 0
                 start = time.perf_counter()
                 summary = await LibraryScan(index, library, user, data_dir=data, mode=mode).run()
                 result[name] = {"seconds": time.perf_counter() - start, "files": summary.crawled,
-                                "new": summary.new, "unchanged": summary.unchanged, "peak_rss_anon": max(peak, rss_anon())}
+                                "new": summary.new, "unchanged": summary.unchanged, "peak_rss_anon": max(peak, rss_anon()),
+                                "worker_peak_rss_anon": worker_peak}
             nursery.cancel_scope.cancel()
         tables = {}
         with index.read() as txn:
@@ -147,14 +164,14 @@ def main() -> None:
         sys.exit(child.stderr)
     result = json.loads(child.stdout.strip().splitlines()[-1])
     find_rate = args.files / find_seconds
-    print(f"\n{'run':28} {'seconds':>9} {'files/s':>11} {'x find':>8} {'peak RssAnon':>13}")
+    print(f"\n{'run':28} {'seconds':>9} {'files/s':>11} {'x find':>8} {'RssAnon daemon':>15} {'+ worker':>9}")
     print(f"{'find -printf (reference)':28} {find_seconds:9.2f} {find_rate:11,.0f} {1.0:8.2f} {'':>13}")
     for name, label in (("initial", "filmroll initial scan"), ("rescan", "filmroll rescan, no change"),
                         ("rescan_modified", "filmroll rescan --modified")):  # fmt: skip
         run = result[name]
         rate = run["files"] / run["seconds"]
         print(f"{label:28} {run['seconds']:9.2f} {rate:11,.0f} {rate / find_rate:8.2f} "
-              f"{run['peak_rss_anon'] / 2**20:10.0f} MiB")  # fmt: skip
+              f"{run['peak_rss_anon'] / 2**20:11.0f} MiB {run['worker_peak_rss_anon'] / 2**20:5.0f} MiB")  # fmt: skip
     assets = result["tables"]["assets"]["entries"] or 1
     print("\nindex bytes per asset, by table (pages in use):")
     for name, table in result["tables"].items():
