@@ -79,14 +79,12 @@ class Crawler:
         data_dir: bytes,
         exclusions: ExclusionMatcher,
         report: CrawlReport | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
         known: Callable[[bytes], bool] | None = None,
     ):
         self.external_path = resolve(external_path)
         self.data_dir = resolve(data_dir)
         self.exclusions = exclusions
         self.report = report or CrawlReport()
-        self.should_stop = should_stop
         # `known(path)` True: the caller already has this file and needs no `stat` (size and mtime come as -1).
         # It is asked in crawl order, which lets the caller answer by walking its index in step.
         self.known = known
@@ -139,8 +137,6 @@ class Crawler:
         stack = [opened]
         try:
             while stack:
-                if self.should_stop():
-                    return
                 folder, descriptor, entries = stack[-1]
                 entry = next(entries, None)
                 if entry is None:

@@ -5,13 +5,13 @@ what lets a later scan recognise a moved file (`libraries.md` §15.1). Reading E
 build on this same queue (media issue); `metadata_extracted_at` stays unset until real metadata is read, so that
 work will find every asset still waiting for it.
 
-Originals are opened read-only through `paths.open_confined`, against the owner's *current* external path.
+Originals are opened read-only through `originals.open_original`, against the owner's *current* external path.
 Hashing runs in worker threads (hashlib releases the GIL; the work is I/O); index writes stay on the trio thread.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import logging
 import os
 import uuid
@@ -23,26 +23,14 @@ import trio
 from . import assets as asset_index
 from . import job_queue
 from .index import LIBRARIES, PENDING_JOBS, USERS, Index, Txn
-from .paths import open_confined, os_error_text
+from .originals import NotConfined, content_sha1
+from .paths import NO_EXTERNAL_PATH_MESSAGE, os_error_text
 
 log = logging.getLogger(__name__)
 
 BATCH = 64
 IDLE_POLL_SECONDS = 0.5
 MAX_ATTEMPTS = 3
-
-
-def hash_descriptor(descriptor: int) -> bytes:
-    """SHA-1 of an open file, closing it (blocking: run in a thread)."""
-    digest = hashlib.sha1(usedforsecurity=False)
-    with open(descriptor, "rb", buffering=0, closefd=True) as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.digest()
-
-
-def hash_original(path: bytes, root: bytes | None) -> bytes:
-    return hash_descriptor(open_confined(path, root))
 
 
 @dataclass
@@ -94,21 +82,23 @@ class MetadataWorker:
         if library.type == "UPLOAD":
             return asset.original_path, None
         if owner.external_path is None:
-            return asset.original_path, b"\0"  # nothing can be inside: refuse
+            raise NotConfined(errno.EACCES, NO_EXTERNAL_PATH_MESSAGE, os.fsdecode(asset.original_path))
         return asset.original_path, os.fsencode(owner.external_path)
 
     async def _process(self, asset_id: uuid.UUID) -> None:
         self.stats.active += 1
         try:
-            located = self._locate(asset_id)
-            if located is None:
-                self.index.write(lambda txn: job_queue.finish(txn, job_queue.METADATA, asset_id))
-                return
-            path, root = located
             try:
-                digest = await trio.to_thread.run_sync(hash_original, path, root, limiter=self.limiter)
+                located = self._locate(asset_id)
+                if located is None:
+                    self.index.write(lambda txn: job_queue.finish(txn, job_queue.METADATA, asset_id))
+                    return
+                path, root = located
+                digest = await trio.to_thread.run_sync(content_sha1, path, root, limiter=self.limiter)
             except OSError as error:
-                self._failed(asset_id, f"{os.fsdecode(path)}: {error.strerror or os_error_text(error)}")
+                self._failed(
+                    asset_id, f"{error.filename or asset_id}: {error.strerror or os_error_text(error)}"
+                )
                 return
             self.index.write(lambda txn: self._store(txn, asset_id, digest))
             self.stats.completed += 1

@@ -79,30 +79,3 @@ def os_error_text(error: OSError) -> str:
     """`EACCES: Permission denied`: the errno name and its description."""
     name = errno.errorcode.get(error.errno or 0, "EIO")
     return f"{name}: {error.strerror or os.strerror(error.errno or errno.EIO)}"
-
-
-class NotConfined(OSError):
-    """The file resolved outside the place it must stay in (or is not a regular file)."""
-
-
-def open_confined(path: bytes, root: bytes | None) -> int:
-    """Open an original read-only and return the descriptor, after proving what was opened (§3.11).
-
-    The check happens on the open descriptor (`/proc/self/fd/N`), which closes the check-then-open race: a
-    symlink swapped in between cannot redirect the read. `root` None means no confinement (upload originals under
-    the data directory, whose paths filmroll made). FIFOs and devices are refused without blocking (O_NONBLOCK).
-    Raises OSError (NotConfined for a file outside `root` or not regular).
-    """
-    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    try:
-        if not os.path.stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise NotConfined(errno.EINVAL, "Not a regular file", os.fsdecode(path))
-        if root is not None and not is_within(
-            os.readlink(f"/proc/self/fd/{descriptor}".encode()), resolve(root)
-        ):
-            raise NotConfined(errno.EACCES, ASSET_OUTSIDE_MESSAGE, os.fsdecode(path))
-        os.set_blocking(descriptor, True)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor

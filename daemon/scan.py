@@ -17,7 +17,6 @@ means the asset moved: it keeps its id and everything attached to it, and only i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -36,6 +35,7 @@ from .crawl import CrawlReport, FoundFile
 from .errors import FilmrollError, InvalidInput
 from .ids import new_id
 from .index import ASSET_BY_PATH, LIBRARIES, OFFLINE_BY_SIGNATURE, Index, Txn
+from .originals import content_sha1
 from .paths import import_path_problem, normalize_import_path
 from .records import Asset, Library, User
 from .scan_worker import FRAME_DECODER, Plan, Report, ScanRequest
@@ -115,16 +115,12 @@ class _Plan:
         return len(self.new) + len(self.offline) + len(self.restore) + len(self.refresh)
 
 
-def hash_file(path: bytes) -> bytes | None:
-    """SHA-1 of a file's content, or None if it cannot be read (blocking: run it in a thread)."""
-    digest = hashlib.sha1(usedforsecurity=False)
+def hash_new_file(path: bytes, external_path: bytes) -> bytes | None:
+    """Content SHA-1 of a possibly moved file, or None if it cannot be read (blocking: run it in a thread)."""
     try:
-        with open(path, "rb", buffering=0) as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
+        return content_sha1(path, external_path)
     except OSError:
         return None
-    return digest.digest()
 
 
 def file_changes(found: FoundFile) -> dict[str, object]:
@@ -340,7 +336,8 @@ class LibraryScan:
             moves: list[tuple[Asset, FoundFile, uuid.UUID | None]] = []
             unmatched: list[FoundFile] = []
             for found, created_id in sorted(newcomers, key=lambda item: item[0].path):
-                digest = await trio.to_thread.run_sync(hash_file, found.path) if olds else None
+                external = os.fsencode(self.owner.external_path or "/")
+                digest = await trio.to_thread.run_sync(hash_new_file, found.path, external) if olds else None
                 match = next((old for old in olds if old.content_sha1 == digest), None) if digest else None
                 if match is not None:
                     olds.remove(match)

@@ -331,9 +331,9 @@ async def test_same_size_and_mtime_but_different_content_is_not_a_move(world):
 
 
 def test_fifo_is_never_opened_by_the_hasher(tmp_path):
-    from daemon.paths import NotConfined, open_confined
+    from daemon.originals import NotConfined, open_original
 
     os.mkfifo(tmp_path / "f.jpg")
     with pytest.raises(NotConfined):
-        open_confined(b(tmp_path / "f.jpg"), b(tmp_path))
+        open_original(b(tmp_path / "f.jpg"), b(tmp_path))
     assert stat.S_ISFIFO(os.stat(tmp_path / "f.jpg").st_mode)
