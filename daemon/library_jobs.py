@@ -74,6 +74,7 @@ class LibraryJobQueue:
         self._request("delete", library_id)
 
     def resume_deletions(self) -> None:
+        """Queue the deletion of every library marked deleted (at start, after a user's deletion, nightly)."""
         with self.index.read() as txn:
             doomed = [library.id for library in txn.values(LIBRARIES) if library.deleted_at is not None]
         for library_id in doomed:

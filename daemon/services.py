@@ -33,7 +33,7 @@ class Services:
         return cls(
             settings=settings,
             index=index,
-            users=UserService(index),
+            users=UserService(index, library_jobs),
             auth=AuthService(index),
             api_keys=ApiKeyService(index),
             libraries=LibraryService(index, settings.data_dir, library_jobs),

@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -27,6 +27,9 @@ from .index import API_KEY_BY_SECRET, API_KEYS, SESSIONS, USER_BY_EMAIL, USERS, 
 from .permissions import ALL
 from .records import AVATAR_COLORS, User
 from .timeutil import utc_now
+
+if TYPE_CHECKING:
+    from .library_jobs import LibraryJobQueue
 
 # class-validator's isEmail, close enough: local@domain with a dot-separated domain of valid labels.
 _EMAIL = re.compile(
@@ -96,8 +99,9 @@ def _check_storage_label(txn: Txn, label: str | None, user_id: uuid.UUID) -> Non
 
 
 class UserService:
-    def __init__(self, index: Index):
+    def __init__(self, index: Index, library_jobs: LibraryJobQueue | None = None):
         self.index = index
+        self.library_jobs = library_jobs
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -285,7 +289,10 @@ class UserService:
             libraries.mark_all_deleted(txn, user.id, now)
             return deleted
 
-        return self.index.write(work)
+        deleted = self.index.write(work)
+        if self.library_jobs is not None:
+            self.library_jobs.resume_deletions()  # §9.6: their libraries go the way of any deleted library
+        return deleted
 
 
 def end_sessions(txn: Txn, user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> None:

@@ -163,3 +163,21 @@ async def test_seed_walkthrough(daemon, admin, user, tmp_path):
     }  # fmt: skip
     listed = {lib["name"]: lib["assetCount"] for lib in (await user.client.get("/api/libraries")).json()}
     assert listed == {"Default Library": 0, "Christmas Trip": 2, "New External Library": 4}
+
+
+async def test_deleting_a_user_removes_their_libraries_assets_but_no_files(
+    daemon, admin, user, tmp_path
+):  # §9.6
+    external = tmp_path / "nas"
+    write(external / "a.jpg")
+    await admin.client.put(f"/api/admin/users/{user.user['id']}", json={"externalPath": str(external)})
+    library_id = (await user.client.post("/api/libraries", json={"importPaths": [str(external)]})).json()[
+        "id"
+    ]
+    await user.client.post(f"/api/libraries/{library_id}/scan")
+    await settle(admin)
+    assert len(await assets_of(daemon, library_id)) == 1
+    assert (await admin.client.delete(f"/api/admin/users/{user.user['id']}")).status_code == 200
+    await settle(admin)
+    assert await assets_of(daemon, library_id) == {}
+    assert (external / "a.jpg").exists()
