@@ -15,6 +15,7 @@ Blocking: run it in a worker thread (`daemon.scan` does). It owns no resources b
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -30,6 +31,7 @@ from .paths import ASSET_OUTSIDE_MESSAGE, is_within, os_error_text, resolve
 
 log = logging.getLogger(__name__)
 
+MAX_PATH_BYTES = 495  # LMDB keys hold at most 511 bytes: a 16-byte library id and the path
 MEDIA_EXTENSIONS = frozenset(e.encode() for e in IMAGE_EXTENSIONS | RAW_EXTENSIONS | VIDEO_EXTENSIONS)
 VIDEO_EXTENSIONS_BYTES = frozenset(e.encode() for e in VIDEO_EXTENSIONS)
 
@@ -69,7 +71,14 @@ def _show(path: bytes) -> str:
 
 
 class Crawler:
-    """Crawls `roots` (valid, lexically normalised, absolute import paths) for one library."""
+    """Crawls `roots` (valid, lexically normalised, absolute import paths) for one library.
+
+    Every folder is opened relative to its parent's descriptor (`O_NOFOLLOW` unless it was listed as a link) and
+    then proven by its own descriptor — `/proc/self/fd/N` inside the external path, not the data directory, not
+    visited before — so swapping a folder for a symlink mid-crawl cannot lead the crawl outside. Files are `stat`ed
+    relative to their folder without following links, unless they were listed as links (then the target must lie
+    inside the external path).
+    """
 
     def __init__(
         self,
@@ -94,7 +103,8 @@ class Crawler:
         for root in ordered:
             if not any(is_within(root, outer) for outer in self.roots):
                 self.roots.append(root)
-        # Hidden folders on the way to an import path are entered anyway (§4.3: the import path may be hidden).
+        self._all_roots = set(roots)
+        # Folders on the way to an import path: a hidden one is entered, but only toward that import path (§4.3).
         self._root_ancestry = {
             root[:i] for root in roots for i in range(1, len(root) + 1) if root[i : i + 1] in (b"/", b"")
         }
@@ -109,35 +119,28 @@ class Crawler:
 
     def files(self) -> Iterator[FoundFile]:
         for root in self.roots:
+            if self.exclusions and self.exclusions.excludes_folder(root):
+                self.report.skipped["excluded folder"] += 1
+                continue
             try:
-                status = os.stat(root)
+                descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError as error:
                 self.report.warn(f"Skipping import path {_show(root)}: {os_error_text(error)}")
                 continue
-            if (status.st_dev, status.st_ino) == self._data_dir_identity:
-                self.report.skipped["data directory"] += 1
-            elif self._enter(status):
-                yield from self._walk(root)
+            opened = self._open_folder(root, descriptor, restricted=False)
+            if opened is not None:
+                yield from self._walk(opened)
 
-    def _enter(self, status: os.stat_result) -> bool:
-        identity = (status.st_dev, status.st_ino)
-        if identity in self._visited:
-            return False
-        self._visited.add(identity)
-        return True
-
-    def _walk(self, root: bytes) -> Iterator[FoundFile]:
+    def _walk(self, opened: tuple) -> Iterator[FoundFile]:
         """Depth-first, entries sorted with folders keyed `name/`, so full paths come out byte-sorted.
 
-        Each open folder keeps a descriptor, and files are `stat`ed relative to it: the kernel does not walk the
-        whole path again for every file."""
-        opened = self._list(root)
-        if opened is None:
-            return
+        Each open folder keeps its descriptor; its files are `stat`ed and its sub-folders opened relative to it.
+        In a `restricted` folder (a hidden folder entered only on the way to an import path) nothing but the way
+        on is taken."""
         stack = [opened]
         try:
             while stack:
-                folder, descriptor, entries = stack[-1]
+                folder, descriptor, entries, restricted = stack[-1]
                 entry = next(entries, None)
                 if entry is None:
                     os.close(descriptor)
@@ -145,50 +148,93 @@ class Crawler:
                     continue
                 key, is_dir, is_link, is_video, sidecars = entry
                 if is_dir:
-                    child = self._descend(folder + b"/" + key[:-1], key[:-1], is_link)
+                    child = self._descend(folder, descriptor, key[:-1], is_link, restricted)
                     if child is not None:
                         stack.append(child)
-                else:
+                elif not restricted:
                     found = self._file(folder, descriptor, key, is_link, is_video, sidecars)
                     if found is not None:
                         yield found
         finally:
-            for _, descriptor, _ in stack:
+            for _, descriptor, _, _ in stack:
                 os.close(descriptor)
 
-    def _list(self, folder: bytes) -> tuple[bytes, int, Iterator[tuple]] | None:
-        """(folder, its descriptor, its entries sorted by key), entries being
-        (sort key, is_dir, is_link, is_video, sidecars); None if the folder cannot be read."""
-        self.report.folders += 1
-        descriptor = -1
+    def _descend(self, parent: bytes, parent_descriptor: int, name: bytes, is_link: bool, restricted: bool):
+        path = parent + b"/" + name
+        if self.exclusions and self.exclusions.excludes_directory(path, name):
+            self.report.skipped["excluded folder"] += 1
+            return None
+        restricted = (restricted or name.startswith(b".")) and path not in self._all_roots
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if is_link else os.O_NOFOLLOW)
         try:
-            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            descriptor = os.open(name, flags, dir_fd=parent_descriptor)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                self.report.skipped["changed during the crawl"] += 1
+            else:
+                self.report.warn(f"Skipping unreadable folder {_show(path)}: {os_error_text(error)}")
+                self.report.skipped["unreadable folder"] += 1
+            return None
+        return self._open_folder(path, descriptor, restricted=restricted)
+
+    def _open_folder(self, folder: bytes, descriptor: int, *, restricted: bool) -> tuple | None:
+        """Admit a just-opened folder and list it: (folder, descriptor, entries, restricted), or None (closed)."""
+        if not self._admit(folder, descriptor):
+            os.close(descriptor)
+            return None
+        self.report.folders += 1
+        try:
             with os.scandir(descriptor) as iterator:
                 entries = list(iterator)
         except OSError as error:
-            if descriptor >= 0:
-                os.close(descriptor)
+            os.close(descriptor)
             self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
             self.report.skipped["unreadable folder"] += 1
             return None
+        return folder, descriptor, iter(self._entries(folder, entries, restricted)), restricted
+
+    def _admit(self, folder: bytes, descriptor: int) -> bool:
+        """Proven by its descriptor: not the data directory, not visited (links, loops), inside the external path."""
+        status = os.fstat(descriptor)
+        identity = (status.st_dev, status.st_ino)
+        if identity == self._data_dir_identity:
+            self.report.skipped["data directory"] += 1
+            return False
+        if identity in self._visited:
+            self.report.skipped["folder already visited (link or loop)"] += 1
+            return False
+        real = os.readlink(f"/proc/self/fd/{descriptor}".encode())
+        if not is_within(real, self.external_path) or is_within(real, self.data_dir):
+            self.report.skipped["link outside the external path"] += 1
+            self.report.warn(f"{ASSET_OUTSIDE_MESSAGE}: {_show(folder)} (resolves to {_show(real)})")
+            return False
+        self._visited.add(identity)
+        return True
+
+    def _entries(self, folder: bytes, entries: list, restricted: bool) -> list[tuple]:
+        """The folder's candidates as (sort key, is_dir, is_link, is_video, sidecars), sorted by key."""
         sidecars: dict[bytes, bytes] = {}
         listed = []
         for entry in entries:
             name = os.fsencode(entry.name)
-            if name[-4:].lower() == b".xmp":
-                sidecars[name[:-4]] = name
-                continue
             try:
                 is_dir = entry.is_dir()
                 is_link = entry.is_symlink()
             except OSError:
                 continue
-            if name.startswith(b"."):
-                if not (is_dir and folder + b"/" + name in self._root_ancestry):
+            if is_dir:
+                if (name.startswith(b".") or restricted) and folder + b"/" + name not in self._root_ancestry:
                     self.report.skipped["hidden"] += 1
                     continue
-            if is_dir:
                 listed.append((name + b"/", True, is_link, False, sidecars))
+                continue
+            if restricted:
+                continue
+            if name[-4:].lower() == b".xmp":
+                sidecars[name[:-4]] = name
+                continue
+            if name.startswith(b"."):
+                self.report.skipped["hidden"] += 1
                 continue
             dot = name.rfind(b".")
             extension = name[dot:].lower() if dot > 0 else b""
@@ -197,51 +243,39 @@ class Crawler:
             elif is_link and not os.path.exists(folder + b"/" + name):
                 self.report.skipped["broken link"] += 1
         listed.sort(key=lambda item: item[0])
-        return folder, descriptor, iter(listed)
-
-    def _descend(self, path: bytes, name: bytes, is_link: bool) -> tuple[bytes, int, Iterator[tuple]] | None:
-        if self.exclusions and self.exclusions.excludes_directory(path, name):
-            self.report.skipped["excluded folder"] += 1
-            return None
-        if is_link and not self._link_allowed(path):
-            return None
-        try:
-            status = os.stat(path)
-        except OSError as error:
-            self.report.warn(f"Skipping folder {_show(path)}: {os_error_text(error)}")
-            return None
-        if not self._enter(status):
-            self.report.skipped["folder already visited (link or loop)"] += 1
-            return None
-        if (status.st_dev, status.st_ino) == self._data_dir_identity:
-            self.report.skipped["data directory"] += 1
-            return None
-        return self._list(path)
-
-    def _link_allowed(self, path: bytes) -> bool:
-        target = resolve(path)
-        if not is_within(target, self.external_path) or is_within(target, self.data_dir):
-            self.report.skipped["link outside the external path"] += 1
-            log.info("%s: %s (link to %s)", ASSET_OUTSIDE_MESSAGE, _show(path), _show(target))
-            return False
-        return True
+        return listed
 
     def _file(
         self, folder: bytes, descriptor: int, name: bytes, is_link: bool, is_video: bool, sidecars: dict
     ) -> FoundFile | None:
         path = folder + b"/" + name
+        if len(path) > MAX_PATH_BYTES:
+            self.report.skipped["path too long for the index"] += 1
+            self.report.warn(
+                f"Skipping {_show(path)}: its path is over {MAX_PATH_BYTES} bytes (the index's limit)"
+            )
+            return None
         if self.exclusions and self.exclusions.excludes_file(path, name):
             self.report.skipped["excluded"] += 1
             return None
-        if is_link and not self._link_allowed(path):
-            return None
-        if self.known is not None and not is_link and self.known(path):
-            return FoundFile(path, -1, -1, is_video)  # a regular file (d_type) the caller has: no stat needed
         try:
-            status = os.stat(name, dir_fd=descriptor)
+            if is_link:
+                target = resolve(path)
+                if not is_within(target, self.external_path) or is_within(target, self.data_dir):
+                    self.report.skipped["link outside the external path"] += 1
+                    self.report.warn(f"{ASSET_OUTSIDE_MESSAGE}: {_show(path)} (resolves to {_show(target)})")
+                    return None
+                status = os.stat(name, dir_fd=descriptor)
+            else:
+                if self.known is not None and self.known(path):
+                    return FoundFile(path, -1, -1, is_video)  # a regular file the caller has: no stat needed
+                status = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
         except OSError as error:
             self.report.skipped["vanished or unreadable"] += 1
             log.info("skipping %s: %s", _show(path), os_error_text(error))
+            return None
+        if stat.S_ISLNK(status.st_mode):
+            self.report.skipped["changed during the crawl"] += 1
             return None
         if not stat.S_ISREG(status.st_mode):
             self.report.skipped["not a regular file"] += 1

@@ -69,11 +69,15 @@ class ExclusionMatcher:
             return True
         return self._general is not None and (self._general.match(path) or self._general.match(path + b"/"))
 
+    def excludes_folder(self, path: bytes) -> bool:
+        """Whether a folder is excluded by itself or by any folder above it (for import paths themselves)."""
+        parts = path.rstrip(b"/").split(b"/")
+        return any(
+            self.excludes_directory(b"/".join(parts[:depth]), parts[depth - 1])
+            for depth in range(2, len(parts) + 1)
+        )
+
     def excludes_path(self, path: bytes) -> bool:
-        """Whether a full path (e.g. from a watcher event) is excluded, its folders included."""
-        parts = path.split(b"/")
-        for depth in range(2, len(parts)):
-            folder = b"/".join(parts[:depth])
-            if folder and self.excludes_directory(folder, parts[depth - 1]):
-                return True
-        return self.excludes_file(path, parts[-1])
+        """Whether a file's full path (e.g. from a watcher event) is excluded, its folders included."""
+        folder, _, name = path.rpartition(b"/")
+        return (bool(folder) and self.excludes_folder(folder)) or self.excludes_file(path, name)

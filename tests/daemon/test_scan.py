@@ -97,7 +97,7 @@ def test_unreadable_folder_warns_and_the_crawl_goes_on(tmp_path, monkeypatch):  
     real_open = os.open
 
     def refusing_open(path, flags, *args, **kwargs):
-        if flags & os.O_DIRECTORY and os.fsencode(path).endswith(b"/a"):
+        if flags & os.O_DIRECTORY and os.fsencode(path).split(b"/")[-1] == b"a":
             raise PermissionError(13, "Permission denied")
         return real_open(path, flags, *args, **kwargs)
 
@@ -337,3 +337,74 @@ def test_fifo_is_never_opened_by_the_hasher(tmp_path):
     with pytest.raises(NotConfined):
         open_original(b(tmp_path / "f.jpg"), b(tmp_path))
     assert stat.S_ISFIFO(os.stat(tmp_path / "f.jpg").st_mode)
+
+
+async def test_too_long_paths_are_skipped_with_a_warning_not_fatal(world):  # LMDB's 511-byte key limit
+    root = world.external / "p"
+    deep = root / ("d" * 200) / ("e" * 200)
+    write(deep / ("f" * 100 + ".jpg"))
+    write(root / "ok.jpg")
+    library = world.library(root)
+    summary = await world.scan(library)
+    assert world.paths(library) == {b(root / "ok.jpg")}
+    assert summary.report.skipped["path too long for the index"] == 1
+    assert any("the index's limit" in w for w in summary.report.warnings)
+
+
+async def test_exclusions_apply_to_the_import_path_itself(world):  # §4.4 on the full path
+    write(world.external / "photos" / "raw" / "a.jpg")
+    library = world.library(world.external / "photos" / "raw", exclusions=["**/raw/**"])
+    await world.scan(library)
+    assert world.paths(library) == set()
+
+
+async def test_a_hidden_folder_is_entered_only_toward_a_nested_import_path(world):  # §4.3
+    root = world.external / "p"
+    write(root / "a.jpg")
+    write(root / ".h" / "y.jpg")
+    write(root / ".h" / "other" / "z.jpg")
+    write(root / ".h" / "sub" / "x.jpg")
+    library = world.library(root, root / ".h" / "sub")
+    await world.scan(library)
+    assert world.paths(library) == {b(root / "a.jpg"), b(root / ".h" / "sub" / "x.jpg")}
+
+
+async def test_folders_named_like_sidecars_are_crawled(world):
+    write(world.external / "p" / "trip.xmp" / "a.jpg")
+    library = world.library(world.external / "p")
+    await world.scan(library)
+    assert world.paths(library) == {b(world.external / "p" / "trip.xmp" / "a.jpg")}
+
+
+async def test_refused_links_are_reported_with_spec_message(world, tmp_path):  # §3.10
+    write(tmp_path / "secret" / "s.jpg")
+    write(world.external / "p" / "ok.jpg")
+    os.symlink(tmp_path / "secret" / "s.jpg", world.external / "p" / "s.jpg")
+    summary = await world.scan(world.library(world.external / "p"))
+    assert any(
+        w.startswith("Asset must be within the user's external path: ") for w in summary.report.warnings
+    )
+
+
+def test_a_folder_swapped_for_a_link_is_not_followed(tmp_path):
+    """The listing saw a real folder; by the time it is opened it is a link to outside: not followed."""
+    from daemon.crawl import Crawler
+    from daemon.exclusions import ExclusionMatcher
+
+    external = tmp_path / "ext"
+    write(external / "p" / "sub" / "a.jpg")
+    write(tmp_path / "outside" / "secret.jpg")
+    crawler = Crawler([b(external / "p")], external_path=b(external), data_dir=b"/nonexistent",
+                      exclusions=ExclusionMatcher([]))  # fmt: skip
+    real_entries = crawler._entries
+
+    def swap_then_list(folder, entries, restricted):
+        listed = real_entries(folder, entries, restricted)
+        if folder.endswith(b"/p"):
+            os.rename(external / "p" / "sub", tmp_path / "moved-away")
+            os.symlink(tmp_path / "outside", external / "p" / "sub")
+        return listed
+
+    crawler._entries = swap_then_list
+    assert list(crawler.files()) == []
+    assert crawler.report.skipped["changed during the crawl"] == 1
