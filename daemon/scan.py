@@ -65,6 +65,10 @@ async def _frames(stream: trio.abc.ReceiveStream):
             del buffer[: 4 + length]
 
 
+class LibraryGone(FilmrollError):
+    """The library was deleted while it was being scanned: the scan stops, and nothing more is imported."""
+
+
 class ScanMode(StrEnum):
     NEW = "new"
     MODIFIED = "modified"
@@ -207,7 +211,11 @@ class LibraryScan:
             data_dir=os.fsencode(self.data_dir),
             exclusion_patterns=list(self.library.exclusion_patterns),
         )
-        await self._read_worker(request)
+        try:
+            await self._read_worker(request)
+        except LibraryGone as gone:
+            log.info("%s; scan stopped", gone.message)
+            return self.summary
         await self._match_moves()
         self._mark_refreshed()
         self.progress(self.summary)
@@ -216,9 +224,12 @@ class LibraryScan:
     # -- the worker process ------------------------------------------------------------------------------
 
     async def _read_worker(self, request: ScanRequest) -> None:
-        """Run `daemon.scan_worker`, applying its plans as they arrive (20k decisions per write transaction)."""
+        """Run `daemon.scan_worker`, applying its plans as they arrive (20k decisions per write transaction).
+
+        Raises ScanFailed if the worker dies or ends without its `Done` frame, LibraryGone if the library is deleted
+        meanwhile (§5.9: nothing more is imported into it). Either way the worker is killed and reaped."""
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "daemon.scan_worker"],
+            [sys.executable, "-P", "-m", "daemon.scan_worker"],  # -P: the daemon's cwd is not on sys.path
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -226,6 +237,7 @@ class LibraryScan:
             async with process.stdin:
                 await process.stdin.send_all(msgspec.msgpack.encode(request))
             pending = _Plan()
+            done = False
             async for frame in _frames(process.stdout):
                 if isinstance(frame, Plan):
                     self._collect(frame, pending)
@@ -240,10 +252,12 @@ class LibraryScan:
                         report.warn(warning)
                     report.warning_count += frame.warning_count - len(frame.warnings)
                     report.folders += frame.folders
+                else:
+                    done = True
             self._apply(pending)
-            if await process.wait() != 0:
+            if await process.wait() != 0 or not done:
                 raise ScanFailed(
-                    f"the scan worker for library {self.library.id} exited with {process.returncode}"
+                    f"the scan worker for library {self.library.id} failed (exit {process.returncode})"
                 )
         finally:
             if process.returncode is None:
@@ -265,6 +279,9 @@ class LibraryScan:
 
     def _apply(self, plan: _Plan) -> None:
         def work(txn: Txn) -> tuple[list[Asset], list[Asset]]:
+            library = txn.get(LIBRARIES, self.library.id.bytes)
+            if library is None or library.deleted_at is not None:
+                raise LibraryGone(f"Library {self.library.id} was deleted during its scan")
             now = utc_now()
             created = [new_external_asset(self.library, found, now) for found in plan.new]
             assets.insert_many(txn, created)

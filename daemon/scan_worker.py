@@ -99,6 +99,7 @@ class Merger:
         self._valid = False
         self._current: tuple[bytes, bytes | None] | None = None  # (path key, its value) found by `_seek`
         self._any_offline = False
+        self.on_full = lambda: None  # called when the plan is full mid-walk (a long run of missing files)
 
     # -- the read transaction, renewed every READ_BATCH files --------------------------------------------------
 
@@ -139,6 +140,9 @@ class Merger:
             value = cursor.value()
             if not value[40] & 1:
                 offline.append(value[:16])
+                if len(offline) >= FRAME_DECISIONS:
+                    self.on_full()
+                    offline = self.plan.offline
             valid = cursor.next()
         found = None
         if valid and cursor.key() == key:
@@ -204,6 +208,7 @@ def run(request: ScanRequest, emit) -> None:
             report=report,
             known=merger.known if request.mode == "new" else None,
         )
+        merger.on_full = lambda: emit(merger.take())
         try:
             for found in crawler.files():
                 merger.add(found)
@@ -231,12 +236,15 @@ def main() -> int:
 
     def write_frames() -> None:
         while (body := outbox.get()) is not None:
+            if broken.is_set():
+                continue  # drain, so `emit` never blocks on a writer that gave up
             try:
                 out.write(_LENGTH.pack(len(body)) + body)
                 out.flush()
-            except BrokenPipeError:
-                broken.set()  # the scan was cancelled: the crawl stops at its next frame
-                return
+            except (
+                Exception
+            ):  # BrokenPipeError: the scan was cancelled; anything else: the daemon sees no Done
+                broken.set()
 
     def emit(frame: Frame) -> None:
         if broken.is_set():

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from daemon.access import Principal
-from daemon.scan import ScanMode
+from daemon.scan import LibraryScan, ScanMode
 from tests.library_helpers import World, write
 
 
@@ -408,3 +408,36 @@ def test_a_folder_swapped_for_a_link_is_not_followed(tmp_path):
     crawler._entries = swap_then_list
     assert list(crawler.files()) == []
     assert crawler.report.skipped["changed during the crawl"] == 1
+
+
+async def test_a_library_deleted_during_its_scan_gets_nothing_more(world):  # §5.9
+    write(world.external / "p" / "a.jpg")
+    library = world.library(world.external / "p")
+    world.services.libraries.jobs = None
+    scan = LibraryScan(
+        world.services.index, library, world.user, data_dir=str(world.data_dir), mode=ScanMode.NEW
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scan.run)  # the scan starts with the library as it is now...
+        world.services.libraries.delete(world.principal, library.id)  # ...and it is deleted before any write
+    assert world.paths(library) == set()
+
+
+async def test_long_runs_of_missing_files_are_sent_in_bounded_frames(world, monkeypatch):
+    from daemon import scan_worker
+
+    root = world.external / "p"
+    for i in range(50):
+        write(root / f"{i:02d}.jpg")
+    library = world.library(root)
+    await world.scan(library)
+    for i in range(50):
+        os.remove(root / f"{i:02d}.jpg")
+    monkeypatch.setattr(scan_worker, "FRAME_DECISIONS", 10)
+    merger = scan_worker.Merger(world.services.index, library.id.bytes, "new")
+    plans = []
+    merger.on_full = lambda: plans.append(merger.take())
+    merger.finish()  # nothing crawled: all 50 are missing, found in one walk
+    plans.append(merger.take())
+    assert sum(len(p.offline) for p in plans) == 50
+    assert max(len(p.offline) for p in plans) <= 10
