@@ -35,6 +35,8 @@ class ImmichRequest(TrioRequest):
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if not force and not self.is_json:
             return {}
+        if not (await self.get_data(cache=True)).strip():
+            return {}  # `Content-Type: application/json` with an empty body: still "no body"
         return await super().get_json(force=force, silent=silent, cache=cache)
 
 

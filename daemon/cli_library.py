@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, services: Services) -> int:
                                             exclusion_patterns=exclusions)  # fmt: skip
         _print_library(services, updated)
     elif command == "validate":
-        problems = services.libraries.validate(as_owner, library.id, args.paths)
+        problems = trio.run(services.libraries.validate, as_owner, library.id, args.paths)
         for path, problem in problems:
             print(
                 f"{'ok     ' if problem is None else 'invalid'}  {path}"

@@ -13,13 +13,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import msgspec
+import trio
 
 from . import assets as asset_index
 from .access import Principal
 from .errors import InvalidInput, NotFoundOrNoAccess
+from .exclusions import ExclusionMatcher
 from .ids import new_id
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
-from .paths import NO_EXTERNAL_PATH_MESSAGE, import_path_problem, not_absolute_message
+from .paths import NO_EXTERNAL_PATH_MESSAGE, NUL_MESSAGE, import_path_problem, not_absolute_message
 from .records import Library, User
 from .scan import NO_EXTERNAL_PATH, ScanMode
 from .timeutil import utc_now
@@ -103,7 +105,14 @@ def check_fields(
         if is_watched:
             raise InvalidInput("Upload libraries cannot be watched")
         return
+    if exclusion_patterns:
+        try:
+            ExclusionMatcher(exclusion_patterns)
+        except Exception as error:  # wcmatch: PatternLimitException, re.error, …
+            raise InvalidInput(f"Invalid exclusion pattern: {error}") from None
     for path in import_paths or []:
+        if "\0" in path:
+            raise InvalidInput(f"Invalid import path: {NUL_MESSAGE}")
         if not os.path.isabs(path):
             raise InvalidInput("Invalid import path: " + not_absolute_message(path))
         problem = import_path_problem(
@@ -284,16 +293,22 @@ class LibraryService:
         if self.jobs is not None:
             self.jobs.request_delete(library.id)
 
-    def validate(
+    async def validate(
         self, principal: Principal, library_id: uuid.UUID, import_paths: list[str]
     ) -> list[tuple[str, str | None]]:
-        """§3.7: (path, problem or None) for each given path, in order, against the owner's external path."""
+        """§3.7: (path, problem or None) for each given path, in order, against the owner's external path.
+
+        The disk checks run in a worker thread: a hung network mount must not freeze the daemon."""
         library = self.get(principal, library_id, "library.update")
         owner = self.owner_of(library)
-        return [
-            (path, import_path_problem(path, external_path=owner.external_path, data_dir=self.data_dir))
-            for path in import_paths
-        ]
+
+        def check_all() -> list[tuple[str, str | None]]:
+            return [
+                (path, import_path_problem(path, external_path=owner.external_path, data_dir=self.data_dir))
+                for path in import_paths
+            ]
+
+        return await trio.to_thread.run_sync(check_all)
 
     def request_scan(self, principal: Principal, library_id: uuid.UUID, mode: ScanMode) -> None:
         """§5.1-5.2: refused for upload libraries and owners without an external path; otherwise queued."""

@@ -13,6 +13,7 @@ import os
 DATA_DIR_MESSAGE = "Cannot use media upload folder for external libraries"
 NO_EXTERNAL_PATH_MESSAGE = "User has no external path set"
 OUTSIDE_EXTERNAL_PATH_MESSAGE = "Import path must be within the user's external path"
+NUL_MESSAGE = "Import path must not contain NUL bytes"
 ASSET_OUTSIDE_MESSAGE = "Asset must be within the user's external path"
 
 
@@ -49,9 +50,14 @@ def import_path_problem(
     """The first failing check of `libraries.md` §3.8 for `path`, as its message; None when the path is valid.
 
     Checks 3 and 4 (external path) run before anything touches the disk, so this cannot probe files outside a
-    user's external path. With `check_disk=False` only checks 1-4 run (create/update, §3.6).
+    user's external path. The disk checks use the same lexically normalised path that was checked and that a scan
+    crawls, never the raw one (whose `..` the kernel would apply after following links). With `check_disk=False`
+    only checks 1-4 run (create/update, §3.6). Blocking (it may touch a network mount): call it off the event loop.
     """
-    resolved = resolve(os.path.abspath(path))
+    if "\0" in path:
+        return NUL_MESSAGE
+    normalized = normalize_import_path(os.path.abspath(path))
+    resolved = resolve(normalized)
     if is_within(resolved, resolve(data_dir)):
         return DATA_DIR_MESSAGE
     if not os.path.isabs(path):
@@ -63,14 +69,14 @@ def import_path_problem(
     if not check_disk:
         return None
     try:
-        status = os.stat(fs(path))
+        status = os.stat(normalized)
     except FileNotFoundError:
         return "Path does not exist (ENOENT)"
     except OSError as error:
         return os_error_text(error)
     if not os.path.stat.S_ISDIR(status.st_mode):
         return "Not a directory"
-    if not os.access(fs(path), os.R_OK | os.X_OK):
+    if not os.access(normalized, os.R_OK):
         return "Lacking read permission for folder"
     return None
 

@@ -201,7 +201,9 @@ class LibraryScan:
             had_assets = any(True for _ in txn.items(ASSET_BY_PATH, self.prefix))
         if had_assets:  # only then can a file vanish in this scan and reappear under a new name
             self._created = defaultdict(list)
-        roots = valid_roots(self.library, self.owner, self.data_dir, self.summary.report)
+        roots = await trio.to_thread.run_sync(
+            valid_roots, self.library, self.owner, self.data_dir, self.summary.report
+        )
         request = ScanRequest(
             index_path=str(self.index.path),
             library_id=self.library.id.bytes,

@@ -184,7 +184,7 @@ async def remove_offline(library_id: str) -> tuple[str, int]:
 @validate_request(ValidateRequest)
 @validate_response(ValidateResponse)
 async def validate_library(library_id: str, data: ValidateRequest) -> ValidateResponse:
-    checked = services().libraries.validate(principal(), parse_uuid(library_id), data.importPaths or [])
+    checked = await services().libraries.validate(principal(), parse_uuid(library_id), data.importPaths or [])
     return ValidateResponse(
         importPaths=[
             ValidatedPath(importPath=path, isValid=problem is None, message=problem)

@@ -181,3 +181,13 @@ async def test_deleting_a_user_removes_their_libraries_assets_but_no_files(
     await settle(admin)
     assert await assets_of(daemon, library_id) == {}
     assert (external / "a.jpg").exists()
+
+
+async def test_scan_with_an_empty_json_body(daemon, admin, user, tmp_path):  # §5.1: "an empty body"
+    await admin.client.put(f"/api/admin/users/{user.user['id']}", json={"externalPath": str(tmp_path)})
+    library_id = (await user.client.post("/api/libraries", json={})).json()["id"]
+    reply = await user.client.post(
+        f"/api/libraries/{library_id}/scan", content=b"", headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 204
+    await settle(admin)

@@ -1,5 +1,6 @@
 """Library records and their rules (libraries.md §2, §3, §8, §9), against a real index."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,7 @@ def test_last_upload_library_cannot_be_deleted(world):  # §9.2
         world.services.libraries.get(world.principal, upload.id)
 
 
-def test_validate_checks_in_order(world, tmp_path):  # §3.7, §3.8
+async def test_validate_checks_in_order(world, tmp_path):  # §3.7, §3.8
     library = world.library()
     (world.external / "file.jpg").write_bytes(b"x")
     (world.external / "ok").mkdir()
@@ -140,7 +141,7 @@ def test_validate_checks_in_order(world, tmp_path):  # §3.7, §3.8
         str(world.external / "ok"), "relative", str(tmp_path / "elsewhere"), str(world.external / "missing"),
         str(world.external / "file.jpg"), str(world.data_dir),
     ]  # fmt: skip
-    results = world.services.libraries.validate(world.principal, library.id, given)
+    results = await world.services.libraries.validate(world.principal, library.id, given)
     assert results == [
         (given[0], None),
         ("relative", "Import path must be absolute, try " + str(Path.cwd() / "relative")),
@@ -151,10 +152,12 @@ def test_validate_checks_in_order(world, tmp_path):  # §3.7, §3.8
     ]
 
 
-def test_validate_without_external_path_does_not_touch_the_disk(services, tmp_path):  # §3.8 checks 3 before 5
+async def test_validate_without_external_path_does_not_touch_the_disk(
+    services, tmp_path
+):  # §3.8 checks 3 before 5
     user = services.users.create(email="n@example.com", password="pw", name="N")
     library = services.libraries.create(Principal(user=user), import_paths=[str(tmp_path)])
-    assert services.libraries.validate(Principal(user=user), library.id, ["/etc"]) == [
+    assert await services.libraries.validate(Principal(user=user), library.id, ["/etc"]) == [
         ("/etc", "User has no external path set")
     ]
 
@@ -167,3 +170,30 @@ def test_scan_requests_are_refused_clearly(world, services):  # §5.2, §3.4
     library = services.libraries.create(Principal(user=user))
     with pytest.raises(InvalidInput, match="User has no external path set, cannot refresh library"):
         services.libraries.request_scan(Principal(user=user), library.id, ScanMode.NEW)
+
+
+async def test_validate_cannot_probe_outside_through_a_link_and_dotdot(
+    world, tmp_path
+):  # §3.8, review finding
+    (tmp_path / "outside" / "deep").mkdir(parents=True)
+    (tmp_path / "outside" / "secret_dir").mkdir()
+    os.symlink(tmp_path / "outside" / "deep", world.external / "link")
+    library = world.library()
+    probe = str(world.external / "link" / ".." / "secret_dir")  # lexically: <external>/secret_dir (absent)
+    assert await world.services.libraries.validate(world.principal, library.id, [probe]) == [
+        (probe, "Path does not exist (ENOENT)")
+    ]
+
+
+async def test_dotdot_after_a_missing_folder_is_lexical(world):  # §4.1
+    (world.external / "2").mkdir()
+    library = world.library()
+    path = str(world.external / "1" / ".." / "2")
+    assert await world.services.libraries.validate(world.principal, library.id, [path]) == [(path, None)]
+
+
+def test_nul_bytes_and_uncompilable_patterns_are_refused(world):
+    with pytest.raises(InvalidInput, match="must not contain NUL bytes"):
+        world.services.libraries.create(world.principal, import_paths=[str(world.external) + "/a\0b"])
+    with pytest.raises(InvalidInput, match="Invalid exclusion pattern"):
+        world.services.libraries.create(world.principal, exclusion_patterns=["**/" + "{a,A}" * 11])
