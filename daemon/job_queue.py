@@ -9,6 +9,7 @@ take entries in key order and delete them when done.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from .index import PENDING_JOBS, Txn
@@ -18,6 +19,16 @@ METADATA = "metadataExtraction"
 THUMBNAILS = "thumbnailGeneration"
 VIDEO = "videoConversion"
 MEDIA_QUEUES = (METADATA, THUMBNAILS, VIDEO)
+
+
+@dataclass
+class QueueCounts:
+    """A queue's counters, as Immich's `/api/jobs` reports them."""
+
+    active: int = 0
+    completed: int = 0
+    failed: int = 0
+    waiting: int = 0
 
 
 def job_key(queue: str, asset_id: uuid.UUID) -> bytes:

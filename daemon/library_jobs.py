@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import trio
 
 from . import assets as asset_index
 from .errors import FilmrollError
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
+from .job_queue import QueueCounts
 from .locks import library_lock
 from .records import Library, User
 from .scan import LibraryScan, ScanMode, ScanSummary
@@ -27,14 +27,6 @@ from .scan import LibraryScan, ScanMode, ScanSummary
 log = logging.getLogger(__name__)
 
 REMOVE_BATCH = 5000
-
-
-@dataclass
-class QueueCounts:
-    active: int = 0
-    completed: int = 0
-    failed: int = 0
-    waiting: int = 0
 
 
 class LibraryJobQueue:

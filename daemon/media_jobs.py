@@ -15,7 +15,6 @@ import errno
 import logging
 import os
 import uuid
-from dataclasses import dataclass
 
 import msgspec
 import trio
@@ -33,18 +32,11 @@ IDLE_POLL_SECONDS = 0.5
 MAX_ATTEMPTS = 3
 
 
-@dataclass
-class QueueStats:
-    active: int = 0
-    completed: int = 0
-    failed: int = 0
-
-
 class MetadataWorker:
     def __init__(self, index: Index, *, concurrency: int = 2):
         self.index = index
         self.limiter = trio.CapacityLimiter(concurrency)
-        self.stats = QueueStats()
+        self.stats = job_queue.QueueCounts()  # `waiting` is read from the index: see `waiting()`
         self.paused = False
 
     def waiting(self) -> int:
