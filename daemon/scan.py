@@ -195,6 +195,7 @@ class LibraryScan:
         self._deferred: list[FoundFile] = []  # new files that may be moves of offline assets
         self._went_offline: list[uuid.UUID] = []
         self._created: dict[tuple[int, int], list[tuple[FoundFile, uuid.UUID]]] | None = None
+        self._created_count = 0
 
     async def run(self) -> ScanSummary:
         with self.index.read() as txn:
@@ -318,12 +319,10 @@ class LibraryScan:
         summary.unchanged += plan.unchanged
         self._went_offline.extend(a.id for a in went_offline if a.content_sha1 is not None)
         if self._created is not None and created:
-            found_by_path = {f.path: f for f in plan.new}
-            for asset in created:
-                self._created[(asset.file_size, asset.file_mtime_ns)].append(
-                    (found_by_path[asset.original_path], asset.id)
-                )
-            if sum(len(v) for v in self._created.values()) > MOVE_TRACKING_LIMIT:
+            for found, asset in zip(plan.new, created, strict=True):
+                self._created[(found.size, found.mtime_ns)].append((found, asset.id))
+            self._created_count += len(created)
+            if self._created_count > MOVE_TRACKING_LIMIT:
                 log.warning("library %s: over %d new files in one scan; moves among them are imported as new files",
                             self.library.id, MOVE_TRACKING_LIMIT)  # fmt: skip
                 self._created = None
@@ -332,6 +331,7 @@ class LibraryScan:
 
     async def _match_moves(self) -> None:
         """Pair new paths with offline assets of equal size, mtime and content (§15.1), in sorted path order."""
+        external = os.fsencode(self.owner.external_path or "/")
         groups: dict[tuple[int, int], list[tuple[FoundFile, uuid.UUID | None]]] = defaultdict(list)
         for found in self._deferred:
             groups[(found.size, found.mtime_ns)].append((found, None))
@@ -355,7 +355,6 @@ class LibraryScan:
             moves: list[tuple[Asset, FoundFile, uuid.UUID | None]] = []
             unmatched: list[FoundFile] = []
             for found, created_id in sorted(newcomers, key=lambda item: item[0].path):
-                external = os.fsencode(self.owner.external_path or "/")
                 digest = await trio.to_thread.run_sync(hash_new_file, found.path, external) if olds else None
                 match = next((old for old in olds if old.content_sha1 == digest), None) if digest else None
                 if match is not None:
@@ -386,7 +385,8 @@ class LibraryScan:
         self.index.write(work)
         self.summary.moved += len(moves)
         self.summary.new -= sum(1 for _, _, created_id in moves if created_id is not None)
-        self.summary.offline -= sum(1 for old, _, _ in moves if old.id in set(self._went_offline))
+        went_offline_now = set(self._went_offline)  # a move of a file that vanished in this scan: not offline
+        self.summary.offline -= sum(1 for old, _, _ in moves if old.id in went_offline_now)
 
     def _mark_refreshed(self) -> None:
         def work(txn: Txn) -> None:
