@@ -11,12 +11,21 @@ import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from .errors import InvalidInput
+
 _HASHER = PasswordHasher()
 # Verified against when the email is unknown, so a login takes as long whether or not the account exists.
 _DUMMY_HASH = _HASHER.hash("filmroll-no-such-user")
 
 
+def _require(password: str) -> None:
+    if not password:
+        raise InvalidInput(["password should not be empty"])
+
+
 def hash_password(password: str) -> str:
+    """The argon2id hash of a new password; an empty one is refused (class-validator's wording)."""
+    _require(password)
     return _HASHER.hash(password)
 
 
@@ -42,6 +51,7 @@ _PASSWORD_WORK = trio.CapacityLimiter(2)
 
 
 async def hash_password_off_loop(password: str) -> str:
+    _require(password)  # refuse before taking a worker thread
     return await trio.to_thread.run_sync(hash_password, password, limiter=_PASSWORD_WORK)
 
 

@@ -157,9 +157,7 @@ class UserService:
         """
         email = normalize_email(email)
         if password_hash is None:
-            if not password:
-                raise InvalidInput(["password should not be empty"])
-            password_hash = hash_password(password)
+            password_hash = hash_password(password or "")
         if not name:
             raise InvalidInput(["name should not be empty"])
         _check_avatar_color(avatar_color)
@@ -233,8 +231,6 @@ class UserService:
         if "storage_label" in changes:
             changes["storage_label"] = normalize_storage_label(changes["storage_label"])
         if "password" in changes:
-            if not changes["password"]:
-                raise InvalidInput(["password should not be empty"])
             changes["password_hash"] = hash_password(changes.pop("password"))
         password_changed = "password_hash" in changes
         if password_changed and not as_admin:

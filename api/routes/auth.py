@@ -7,7 +7,6 @@ from quart import Blueprint, Response, after_this_request, request
 from quart_schema import validate_request, validate_response
 
 from daemon.credentials import hash_password_off_loop
-from daemon.errors import InvalidInput
 
 from ..access import access, principal, services
 from ..dto import UserAdminResponse, user_admin_response
@@ -55,8 +54,6 @@ class ValidateToken(BaseModel):
 @validate_request(SignUp)
 @validate_response(UserAdminResponse, 201)
 async def admin_sign_up(data: SignUp) -> tuple[UserAdminResponse, int]:
-    if not data.password:
-        raise InvalidInput(["password should not be empty"])
     password_hash = await hash_password_off_loop(data.password)
     user = services().users.admin_sign_up(email=data.email, password_hash=password_hash, name=data.name)
     return user_admin_response(user), 201

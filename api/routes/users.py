@@ -7,7 +7,6 @@ from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from daemon.credentials import hash_password_off_loop
-from daemon.errors import InvalidInput
 
 from ..access import access, principal, services
 from ..dto import UserAdminResponse, user_admin_response
@@ -70,8 +69,6 @@ async def _changes(data: BaseModel) -> dict[str, object]:
     given = data.model_dump(exclude_unset=True)
     changes = {_FIELDS[k]: v for k, v in given.items() if v is not None or k in _NULLABLE}
     if "password" in changes:
-        if not changes["password"]:
-            raise InvalidInput(["password should not be empty"])
         changes["password_hash"] = await hash_password_off_loop(changes.pop("password"))
     return changes
 
@@ -106,8 +103,6 @@ async def list_users(query_args: ListUsersQuery) -> list[UserAdminResponse]:
 @validate_request(AdminCreateUser)
 @validate_response(UserAdminResponse, 201)
 async def create_user(data: AdminCreateUser) -> tuple[UserAdminResponse, int]:
-    if not data.password:
-        raise InvalidInput(["password should not be empty"])
     user = services().users.create(
         email=data.email,
         password_hash=await hash_password_off_loop(data.password),

@@ -156,3 +156,20 @@ async def test_admin_user_management(daemon, admin, user):
     assert len(with_deleted) == 2
     own = await admin.client.delete(f"/api/admin/users/{admin.user['id']}")
     assert own.status_code == 400
+
+
+async def test_empty_passwords_are_refused_everywhere(daemon, admin, user):
+    expected = ["password should not be empty"]
+    async with daemon.client() as client:
+        reply = await client.post(
+            "/api/auth/admin-sign-up", json={"email": "x@example.com", "password": "", "name": "X"}
+        )
+        assert reply.status_code == 400
+    created = await admin.client.post(
+        "/api/admin/users", json={"email": "n@example.com", "password": "", "name": "N"}
+    )
+    assert created.status_code == 400 and created.json()["message"] == expected
+    mine = await user.client.put("/api/users/me", json={"password": ""})
+    assert mine.status_code == 400 and mine.json()["message"] == expected
+    theirs = await admin.client.put(f"/api/admin/users/{user.user['id']}", json={"password": ""})
+    assert theirs.status_code == 400 and theirs.json()["message"] == expected
