@@ -10,7 +10,6 @@ Every change of an asset goes through these functions, inside the caller's write
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,16 +83,6 @@ def signature_key(asset: Asset) -> bytes:
     return signature_prefix(asset.library_id, asset.file_size, asset.file_mtime_ns) + asset.id.bytes
 
 
-def file_name(asset: Asset) -> str:
-    """`originalFileName`: the basename with its extension (invalid bytes shown as U+FFFD)."""
-    return os.path.basename(asset.original_path).decode("utf-8", "replace")
-
-
-def path_checksum(path: bytes) -> bytes:
-    """An external asset's `checksum`: SHA-1 of `b"path:" + path`, as Immich does (a path hash)."""
-    return hashlib.sha1(b"path:" + path, usedforsecurity=False).digest()
-
-
 def mtime_datetime(mtime_ns: int) -> datetime:
     return datetime.fromtimestamp(mtime_ns / 1e9, UTC)
 
@@ -107,15 +96,8 @@ def get_by_key(txn: Txn, key: bytes) -> Asset | None:
     return txn.get(ASSETS, key)
 
 
-def insert(txn: Txn, asset: Asset) -> None:
-    txn.put(ASSETS, asset.id.bytes, asset)
-    txn.put(ASSET_BY_PATH, path_key(asset.library_id, asset.original_path), path_entry(asset))
-    if asset.is_offline:
-        txn.put(OFFLINE_BY_SIGNATURE, signature_key(asset), b"")
-
-
 def insert_many(txn: Txn, new: list[Asset]) -> None:
-    """`insert` for a batch of online assets (a scan's new files), one bulk put per table."""
+    """Store new, online assets (a scan's new files), one bulk put per table."""
     txn.put_many(ASSETS, [(asset.id.bytes, asset) for asset in new])
     txn.put_many(ASSET_BY_PATH, [(path_key(a.library_id, a.original_path), path_entry(a)) for a in new])
 
