@@ -177,7 +177,7 @@ def main() -> None:
     for name, table in result["tables"].items():
         if table["bytes"]:
             print(f"  {name:22} {table['bytes'] / assets:8.1f}   ({table['entries']:,} entries)")
-    durable = sum(t["bytes"] for n, t in result["tables"].items() if n != "pending_jobs")
+    durable = sum(t["bytes"] for n, t in result["tables"].items() if not n.startswith("pending_"))
     print(f"  {'total without pending':22} {durable / assets:8.1f}")
     print(
         f"  {'compacted copy (all)':22} {result['compact_bytes'] / assets:8.1f}   file {result['file_bytes'] / 2**20:.0f} MiB"

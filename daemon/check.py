@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from . import assets as asset_index
+from . import job_queue
 from .index import (
     API_KEY_BY_SECRET,
     API_KEYS,
@@ -22,7 +23,6 @@ from .index import (
     LIBRARIES,
     META,
     OFFLINE_BY_SIGNATURE,
-    PENDING_JOBS,
     SESSIONS,
     USER_BY_EMAIL,
     USERS,
@@ -66,7 +66,7 @@ def check_index(index: Index) -> list[str]:
         assets = _decoded(txn, ASSETS, problems)
         by_path = dict(txn.raw_items(ASSET_BY_PATH))
         offline_signatures = {key for key, _ in txn.raw_items(OFFLINE_BY_SIGNATURE)}
-        pending = _decoded(txn, PENDING_JOBS, problems)
+        pending = {queue: _decoded(txn, table, problems) for queue, table in job_queue.QUEUE_TABLES.items()}
 
     for table, entries in ((USERS, users), (API_KEYS, api_keys), (LIBRARIES, libraries), (ASSETS, assets)):
         _id_key_matches(table, entries, problems)
@@ -154,11 +154,10 @@ def _check_assets(assets, libraries, by_path, offline_signatures, pending, probl
     live_offline = {asset_index.signature_key(a) for a in assets.values() if a.is_offline}
     for key in offline_signatures - live_offline:
         problems.append(f"offline_by_signature[{key.hex()}]: no offline asset has this signature")
-    for key in pending:
-        if key[-16:] not in assets:
-            problems.append(
-                f"pending_jobs[{key[:-17].decode(errors='replace')}]: asset {_uuid(key[-16:])} is gone"
-            )
+    for queue, entries in pending.items():
+        for key in entries:
+            if key not in assets:
+                problems.append(f"pending {queue}: asset {_uuid(key)} is gone")
 
 
 def _uuid(raw: bytes) -> str:

@@ -2,7 +2,7 @@
 
 Immich's clients and its OpenAPI document expect version-4 UUIDs (`…-4xxx-[89ab]xxx-…`). Purely random ones
 scatter inserts across the whole B-tree; putting time first makes new records append to the end of `assets`
-and `pending_jobs`, several times faster for a large import and with fuller pages. 74 random bits remain, so
+and the pending-work tables, several times faster for a large import and with fuller pages. 74 random bits remain, so
 ids stay unique and unguessable enough for ids (they are never secrets: every access is checked).
 """
 

@@ -68,7 +68,11 @@ ASSET_BY_PATH: Table[bytes] = Table("asset_by_path")  # library id + original pa
 OFFLINE_BY_SIGNATURE: Table[bytes] = Table(
     "offline_by_signature"
 )  # library id + size + mtime + asset id -> b""
-PENDING_JOBS = Table("pending_jobs", PendingJob)  # queue name + NUL + asset id -> PendingJob
+# One table per media queue (asset id -> PendingJob): LMDB keeps each table's entry count, so "how many are
+# waiting" is a constant-time stat, not a walk over a million entries.
+PENDING_METADATA = Table("pending_metadataExtraction", PendingJob)
+PENDING_THUMBNAILS = Table("pending_thumbnailGeneration", PendingJob)
+PENDING_VIDEO = Table("pending_videoConversion", PendingJob)
 
 TABLES: tuple[Table[Any], ...] = (
     META,
@@ -81,7 +85,9 @@ TABLES: tuple[Table[Any], ...] = (
     ASSETS,
     ASSET_BY_PATH,
     OFFLINE_BY_SIGNATURE,
-    PENDING_JOBS,
+    PENDING_METADATA,
+    PENDING_THUMBNAILS,
+    PENDING_VIDEO,
 )
 
 # Schema migrations: MIGRATIONS[n] upgrades an index at version n to n + 1, inside one write transaction.

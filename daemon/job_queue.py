@@ -3,7 +3,7 @@
 A scan (or upload, or watcher event) enqueues work *in the same write transaction* that creates or changes the
 asset, so a crash can never leave an asset without its pending work, nor work for an asset that does not exist.
 Enqueuing the same (queue, asset) twice merges (a `force` request stays forced). Runners (`daemon.media_jobs`)
-take entries in key order and delete them when done.
+take entries in id order and delete them when done.
 """
 
 from __future__ import annotations
@@ -12,13 +12,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from .index import PENDING_JOBS, Txn
+import msgspec
+
+from .index import PENDING_METADATA, PENDING_THUMBNAILS, PENDING_VIDEO, Table, Txn
 from .records import PendingJob
 
 METADATA = "metadataExtraction"
 THUMBNAILS = "thumbnailGeneration"
 VIDEO = "videoConversion"
-MEDIA_QUEUES = (METADATA, THUMBNAILS, VIDEO)
+QUEUE_TABLES: dict[str, Table[PendingJob]] = {
+    METADATA: PENDING_METADATA,
+    THUMBNAILS: PENDING_THUMBNAILS,
+    VIDEO: PENDING_VIDEO,
+}
 
 
 @dataclass
@@ -31,22 +37,18 @@ class QueueCounts:
     waiting: int = 0
 
 
-def job_key(queue: str, asset_id: uuid.UUID) -> bytes:
-    return queue.encode() + b"\0" + asset_id.bytes
-
-
 def enqueue(txn: Txn, queue: str, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:
-    key = job_key(queue, asset_id)
-    existing = txn.get(PENDING_JOBS, key)
+    table = QUEUE_TABLES[queue]
+    existing = txn.get(table, asset_id.bytes)
     if existing is not None and (existing.force or not force):
         return
-    txn.put(PENDING_JOBS, key, PendingJob(queued_at=now, force=force))
+    txn.put(table, asset_id.bytes, PendingJob(queued_at=now, force=force))
 
 
 def enqueue_new_many(txn: Txn, asset_ids: list[uuid.UUID], now: datetime) -> None:
     """Work for assets created in this transaction: nothing can be pending for them yet (blind bulk puts)."""
     job = PendingJob(queued_at=now)
-    txn.put_many(PENDING_JOBS, [(job_key(METADATA, asset_id), job) for asset_id in asset_ids])
+    txn.put_many(PENDING_METADATA, [(asset_id.bytes, job) for asset_id in asset_ids])
 
 
 def enqueue_new_or_changed(txn: Txn, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:
@@ -56,23 +58,37 @@ def enqueue_new_or_changed(txn: Txn, asset_id: uuid.UUID, now: datetime, *, forc
 
 
 def drop_all(txn: Txn, asset_id: uuid.UUID) -> None:
-    for queue in MEDIA_QUEUES:
-        txn.delete(PENDING_JOBS, job_key(queue, asset_id))
+    for table in QUEUE_TABLES.values():
+        txn.delete(table, asset_id.bytes)
 
 
 def waiting(txn: Txn, queue: str) -> int:
-    return sum(1 for _ in txn.items(PENDING_JOBS, queue.encode() + b"\0"))
+    """Entries waiting in `queue`: a constant-time count."""
+    return txn.count(QUEUE_TABLES[queue])
 
 
 def take(txn: Txn, queue: str, limit: int) -> list[tuple[uuid.UUID, PendingJob]]:
-    """Up to `limit` pending entries of `queue`, oldest key first (not removed: call `finish`)."""
+    """Up to `limit` pending entries of `queue`, oldest id first (not removed: call `finish`)."""
     taken = []
-    for key, job in txn.items(PENDING_JOBS, queue.encode() + b"\0"):
-        taken.append((uuid.UUID(bytes=key[-16:]), job))
+    for key, job in txn.items(QUEUE_TABLES[queue]):
+        taken.append((uuid.UUID(bytes=key), job))
         if len(taken) >= limit:
             break
     return taken
 
 
 def finish(txn: Txn, queue: str, asset_id: uuid.UUID) -> None:
-    txn.delete(PENDING_JOBS, job_key(queue, asset_id))
+    txn.delete(QUEUE_TABLES[queue], asset_id.bytes)
+
+
+def record_failure(txn: Txn, queue: str, asset_id: uuid.UUID, reason: str, *, max_attempts: int) -> bool:
+    """Count a failed attempt; after `max_attempts` the entry is dropped. Returns True when it was dropped."""
+    table = QUEUE_TABLES[queue]
+    job = txn.get(table, asset_id.bytes)
+    if job is None:
+        return False
+    if job.attempts + 1 >= max_attempts:
+        txn.delete(table, asset_id.bytes)
+        return True
+    txn.put(table, asset_id.bytes, msgspec.structs.replace(job, attempts=job.attempts + 1, last_error=reason))
+    return False

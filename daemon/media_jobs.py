@@ -16,12 +16,11 @@ import logging
 import os
 import uuid
 
-import msgspec
 import trio
 
 from . import assets as asset_index
 from . import job_queue
-from .index import LIBRARIES, PENDING_JOBS, USERS, Index, Txn
+from .index import LIBRARIES, USERS, Index, Txn
 from .originals import NotConfined, content_sha1
 from .paths import NO_EXTERNAL_PATH_MESSAGE, os_error_text
 
@@ -108,16 +107,9 @@ class MetadataWorker:
         log.warning("metadata job for asset %s failed: %s", asset_id, reason)
 
         def work(txn: Txn) -> bool:
-            key = job_queue.job_key(job_queue.METADATA, asset_id)
-            job = txn.get(PENDING_JOBS, key)
-            if job is None:
-                return False
-            attempts = job.attempts + 1
-            if attempts >= MAX_ATTEMPTS:
-                txn.delete(PENDING_JOBS, key)
-                return True
-            txn.put(PENDING_JOBS, key, msgspec.structs.replace(job, attempts=attempts, last_error=reason))
-            return False
+            return job_queue.record_failure(
+                txn, job_queue.METADATA, asset_id, reason, max_attempts=MAX_ATTEMPTS
+            )
 
         if self.index.write(work):
             self.stats.failed += 1
