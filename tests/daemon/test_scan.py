@@ -109,7 +109,7 @@ def test_unreadable_folder_warns_and_the_crawl_goes_on(tmp_path, monkeypatch):  
     assert any("Skipping unreadable folder" in w and "EACCES" in w for w in crawler.report.warnings)
 
 
-async def test_crawl_warnings_reach_the_scan_summary(world, caplog):
+async def test_worker_skip_counts_reach_the_scan_summary(world):
     root = world.external / "p"
     write(root / "a.jpg")
     library = world.library(root)
