@@ -63,9 +63,9 @@ def compared_fields(
     )
 
 
-def path_entry(asset: Asset) -> bytes:
+def path_entry(asset: Asset, asset_key: bytes | None = None) -> bytes:
     return (
-        asset.id.bytes
+        (asset_key or asset.id.bytes)
         + compared_fields(asset.file_size, asset.file_mtime_ns, asset.sidecar_path, asset.sidecar_mtime_ns)
         + bytes([_OFFLINE if asset.is_offline else 0])
     )
@@ -96,10 +96,16 @@ def get_by_key(txn: Txn, key: bytes) -> Asset | None:
     return txn.get(ASSETS, key)
 
 
-def insert_many(txn: Txn, new: list[Asset]) -> None:
-    """Store new, online assets (a scan's new files), one bulk put per table."""
-    txn.put_many(ASSETS, [(asset.id.bytes, asset) for asset in new])
-    txn.put_many(ASSET_BY_PATH, [(path_key(a.library_id, a.original_path), path_entry(a)) for a in new])
+def insert_many(txn: Txn, new: list[Asset]) -> list[bytes]:
+    """Store new, online assets (a scan's new files), one bulk put per table. Returns their raw ids."""
+    keys = [asset.id.bytes for asset in new]
+    txn.put_many(ASSETS, list(zip(keys, new, strict=True)))
+    library_keys: dict[uuid.UUID, bytes] = {}
+    txn.put_many(ASSET_BY_PATH, [
+        (library_keys.setdefault(a.library_id, a.library_id.bytes) + a.original_path, path_entry(a, key))
+        for key, a in zip(keys, new, strict=True)
+    ])  # fmt: skip
+    return keys
 
 
 def update(txn: Txn, before: Asset, **changes: object) -> Asset:

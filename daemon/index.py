@@ -112,9 +112,15 @@ class Txn:
 
     def put_many(self, table: Table[V], items: list[tuple[bytes, V]]) -> None:
         """Store many entries in one C-level loop (LMDB `putmulti`): for bulk imports."""
-        encode = table.encode
+        encode = _ENCODER.encode if table.record_type is not None else bytes
         with self.raw.cursor(db=self._dbs[table.name]) as cursor:
             cursor.putmulti([(key, encode(value)) for key, value in items])
+
+    def put_same(self, table: Table[V], keys: list[bytes], value: V) -> None:
+        """Store one value under many keys (encoded once), in one C-level loop: for bulk imports."""
+        encoded = table.encode(value)
+        with self.raw.cursor(db=self._dbs[table.name]) as cursor:
+            cursor.putmulti([(key, encoded) for key in keys])
 
     def delete(self, table: Table[Any], key: bytes) -> bool:
         return self.raw.delete(key, db=self._dbs[table.name])

@@ -45,10 +45,10 @@ def enqueue(txn: Txn, queue: str, asset_id: uuid.UUID, now: datetime, *, force: 
     txn.put(table, asset_id.bytes, PendingJob(queued_at=now, force=force))
 
 
-def enqueue_new_many(txn: Txn, asset_ids: list[uuid.UUID], now: datetime) -> None:
-    """Work for assets created in this transaction: nothing can be pending for them yet (blind bulk puts)."""
-    job = PendingJob(queued_at=now)
-    txn.put_many(PENDING_METADATA, [(asset_id.bytes, job) for asset_id in asset_ids])
+def enqueue_new_many(txn: Txn, asset_keys: list[bytes], now: datetime) -> None:
+    """Work for assets created in this transaction (raw 16-byte ids): nothing can be pending for them yet, so
+    these are blind bulk puts."""
+    txn.put_same(PENDING_METADATA, asset_keys, PendingJob(queued_at=now))
 
 
 def enqueue_new_or_changed(txn: Txn, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:

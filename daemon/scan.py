@@ -33,7 +33,7 @@ import trio
 from . import assets, job_queue
 from .crawl import CrawlReport, FoundFile
 from .errors import FilmrollError, InvalidInput
-from .ids import new_id
+from .ids import new_ids
 from .index import ASSET_BY_PATH, LIBRARIES, OFFLINE_BY_SIGNATURE, Index, Txn
 from .originals import content_sha1
 from .paths import import_path_problem, normalize_import_path
@@ -136,11 +136,11 @@ def file_changes(found: FoundFile) -> dict[str, object]:
     }
 
 
-def new_external_asset(library: Library, found: FoundFile, now) -> Asset:
+def new_external_asset(library: Library, found: FoundFile, now, asset_id: uuid.UUID) -> Asset:
     """§4.11: times from the mtime until metadata extraction replaces them."""
     taken = assets.mtime_datetime(found.mtime_ns)
     return Asset(
-        id=new_id(),
+        id=asset_id,
         owner_id=library.owner_id,
         library_id=library.id,
         type="VIDEO" if found.is_video else "IMAGE",
@@ -286,9 +286,11 @@ class LibraryScan:
             if library is None or library.deleted_at is not None:
                 raise LibraryGone(f"Library {self.library.id} was deleted during its scan")
             now = utc_now()
-            created = [new_external_asset(self.library, found, now) for found in plan.new]
-            assets.insert_many(txn, created)
-            job_queue.enqueue_new_many(txn, [asset.id for asset in created], now)
+            created = [
+                new_external_asset(self.library, found, now, asset_id)
+                for found, asset_id in zip(plan.new, new_ids(len(plan.new)), strict=True)
+            ]
+            job_queue.enqueue_new_many(txn, assets.insert_many(txn, created), now)
             went_offline = []
             for asset_id in plan.offline:
                 asset = assets.get_by_key(txn, asset_id)
