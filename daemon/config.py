@@ -1,22 +1,70 @@
 """Settings: embedded defaults, then a TOML file, then `FILMROLL_*` environment variables, then command-line flags.
 
-Top-level keys are filmroll's own (snake_case). Sections that mirror Immich's system config keep Immich's key names.
+Top-level keys are filmroll's own (snake_case). Sections that mirror Immich's system config keep Immich's key names
+(`[library.scan] cronExpression`, `[library.watch] usePolling`).
 Environment variables name a key by its path, sections joined with `__`, case and underscores ignored:
-`FILMROLL_DATA_DIR`, `FILMROLL_LISTEN`, `FILMROLL_LOG_FORMAT`, `FILMROLL_CONFIG` (the file itself).
+`FILMROLL_DATA_DIR`, `FILMROLL_LISTEN`, `FILMROLL_LIBRARY__WATCH__USE_POLLING`, `FILMROLL_CONFIG` (the file itself).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from cronsim import CronSim, CronSimError
 
 from .errors import InvalidInput
 
 DEFAULT_LISTEN = "127.0.0.1:2283"
+
+
+def check_cron_expression(expression: str) -> None:
+    """Raise InvalidInput `Invalid cron expression <expr>` (§12.4) unless cronsim can schedule it."""
+    try:
+        CronSim(expression, datetime.now())
+    except (CronSimError, ValueError):
+        raise InvalidInput(f"Invalid cron expression {expression}") from None
+
+
+class NightlyScanSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Immich's `library.scan`: the nightly job (§12)."""
+
+    enabled: bool = True
+    cron_expression: str = msgspec.field(default="0 0 * * *", name="cronExpression")
+    """Five fields (or six, seconds first), local time."""
+
+
+class WatchOverride(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-library watch settings, under `[library.watch.libraries."<library id>"]`."""
+
+    use_polling: bool | None = msgspec.field(default=None, name="usePolling")
+    interval: int | None = msgspec.field(default=None)
+
+
+class WatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Immich's `library.watch` (§11), on by default in filmroll."""
+
+    enabled: bool = True
+    use_polling: bool = msgspec.field(default=False, name="usePolling")
+    """Poll every `interval` ms instead of inotify (network drives). Network filesystems are polled anyway."""
+    interval: int = 10_000
+    libraries: dict[str, WatchOverride] = {}
+
+    def for_library(self, library_id: str) -> tuple[bool, float]:
+        """(use polling, interval in seconds) for one library."""
+        override = self.libraries.get(library_id, WatchOverride())
+        polling = self.use_polling if override.use_polling is None else override.use_polling
+        interval = self.interval if override.interval is None else override.interval
+        return polling, interval / 1000
+
+
+class LibrarySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    scan: NightlyScanSettings = msgspec.field(default_factory=NightlyScanSettings)
+    watch: WatchSettings = msgspec.field(default_factory=WatchSettings)
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -30,6 +78,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "human", "json"] = "auto"
     """`auto`: human-readable on a terminal, one JSON object a line otherwise."""
+    library: LibrarySettings = msgspec.field(default_factory=LibrarySettings)
     config_file: str = ""
     """The TOML file these settings came from, if any (set by `load_settings`, not read from the file)."""
 
@@ -76,18 +125,38 @@ def _normal(name: str) -> str:
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """Nested dict of the FILMROLL_* variables, keyed by the settings' own field names."""
-    fields = {_normal(name): name for name in Settings.__struct_fields__}
+    """Nested dict of the FILMROLL_* variables, keyed by the settings' own (encoded) key names."""
     overrides: dict[str, Any] = {}
     for variable, value in environ.items():
         if not variable.startswith("FILMROLL_") or variable == "FILMROLL_CONFIG":
             continue
+        struct: Any = Settings
+        target = overrides
         path = variable.removeprefix("FILMROLL_").split("__")
-        name = fields.get(_normal(path[0]))
-        if name is None or len(path) != 1:
-            raise InvalidInput(f"Unknown setting in environment variable {variable}")
-        overrides[name] = value
+        for depth, part in enumerate(path):
+            info = msgspec.inspect.type_info(struct) if struct is not None else None
+            fields = (
+                {_normal(f.name): f for f in info.fields}
+                if isinstance(info, msgspec.inspect.StructType)
+                else {}
+            )
+            found = fields.get(_normal(part))
+            if found is None or found.name == "config_file":
+                raise InvalidInput(f"Unknown setting in environment variable {variable}")
+            if depth == len(path) - 1:
+                target[found.encode_name] = value
+            else:
+                target = target.setdefault(found.encode_name, {})
+                struct = found.type.cls if isinstance(found.type, msgspec.inspect.StructType) else None
     return overrides
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def load_settings(
@@ -111,7 +180,7 @@ def load_settings(
         except tomllib.TOMLDecodeError as error:
             raise InvalidInput(f"Config file {config_file} is not valid TOML: {error}") from error
         merged.pop("config_file", None)
-    merged.update(_env_overrides(environ))
+    _merge(merged, _env_overrides(environ))
     merged.update({key: value for key, value in (overrides or {}).items() if value is not None})
     try:
         settings = msgspec.convert(merged, Settings, strict=False)
@@ -123,4 +192,5 @@ def load_settings(
     settings.data_dir = os.path.abspath(os.path.expanduser(settings.data_dir))
     settings.config_file = os.path.abspath(config_file) if config_file else ""
     settings.listen_address()
+    check_cron_expression(settings.library.scan.cron_expression)
     return settings

@@ -48,6 +48,29 @@ class FoundFile(msgspec.Struct, array_like=True, frozen=True, gc=False):
     sidecar_mtime_ns: int | None = None
 
 
+class ScopeEntry(msgspec.Struct, array_like=True, frozen=True):
+    """A path a targeted scan examines (a watcher event): a file, or a folder with everything below it."""
+
+    path: bytes
+    is_folder: bool
+
+
+def normalize_scope(entries: list[ScopeEntry]) -> list[ScopeEntry]:
+    """Sorted in crawl order, one entry per path (a folder wins over a file), none inside a folder entry."""
+    folders = {entry.path for entry in entries if entry.is_folder}
+    unique = {entry.path: entry for entry in entries if entry.is_folder or entry.path not in folders}
+    ordered = sorted(unique.values(), key=lambda entry: entry.path + b"/" if entry.is_folder else entry.path)
+    result: list[ScopeEntry] = []
+    enclosing: bytes | None = None
+    for entry in ordered:
+        if enclosing is not None and entry.path.startswith(enclosing + b"/"):
+            continue
+        result.append(entry)
+        if entry.is_folder:
+            enclosing = entry.path
+    return result
+
+
 @dataclass
 class CrawlReport:
     """What the crawl skipped, by reason, and its warnings (the first `MAX_WARNINGS` kept verbatim)."""
@@ -64,6 +87,10 @@ class CrawlReport:
         if len(self.warnings) < self.MAX_WARNINGS:
             self.warnings.append(message)
         log.warning("%s", message)
+
+
+class _Refused(Exception):
+    """A folder on the way to a scoped path may not be entered."""
 
 
 def _show(path: bytes) -> str:
@@ -130,6 +157,119 @@ class Crawler:
             opened = self._open_folder(root, descriptor, restricted=False)
             if opened is not None:
                 yield from self._walk(opened)
+
+    def scoped(self, scope: list[ScopeEntry]) -> Iterator[tuple[bytes, bytes, Iterator[FoundFile]]]:
+        """A targeted crawl: for each entry of `scope`, ranges (lo, hi, files) — every path p with lo <= p < hi
+        was examined, and `files` are the importable ones among them, sorted. Consume each `files` before the next.
+
+        The same rules as `files()` apply: the path must lie in an import path, every folder on the way must be
+        neither hidden nor excluded, and every folder opened is proven inside the external path. A sidecar entry
+        (`x.jpg.xmp`, `x.xmp`) stands for the media files it belongs to."""
+        listed: tuple[bytes, tuple | None] | None = (
+            None  # (folder, listing): consecutive files share a folder
+        )
+        try:
+            for entry in normalize_scope(scope):
+                if entry.is_folder:
+                    self._visited = set()
+                    yield (
+                        entry.path + b"/",
+                        entry.path + b"0",
+                        self._folder_files(entry.path),
+                    )  # b"0" follows b"/"
+                    continue
+                folder, _, name = entry.path.rpartition(b"/")
+                if listed is None or listed[0] != folder:
+                    if listed is not None and listed[1] is not None:
+                        os.close(listed[1][0])
+                    listed = (folder, self._listing(folder))
+                listing = listed[1]
+                names = [name]
+                if name[-4:].lower() == b".xmp":
+                    base = name[:-4]
+                    candidates = listing[2] if listing is not None else {}
+                    names = sorted(n for n in candidates if n == base or n[: n.rfind(b".")] == base)
+                for media_name in names:
+                    path = folder + b"/" + media_name
+                    yield path, path + b"\0", self._listed_file(folder, listing, media_name)
+        finally:
+            if listed is not None and listed[1] is not None:
+                os.close(listed[1][0])
+
+    def _folder_files(self, folder: bytes) -> Iterator[FoundFile]:
+        chain = self._open_chain(folder)
+        if chain is None:
+            return
+        descriptor, restricted = chain
+        opened = self._open_folder(folder, descriptor, restricted=restricted)
+        if opened is not None:
+            yield from self._walk(opened)
+
+    def _listing(self, folder: bytes) -> tuple[int, bool, dict[bytes, tuple]] | None:
+        """(descriptor, restricted, {name: entry}) for a folder reached by `_open_chain`, or None."""
+        chain = self._open_chain(folder)
+        if chain is None:
+            return None
+        descriptor, restricted = chain
+        try:
+            with os.scandir(descriptor) as iterator:
+                entries = self._entries(folder, list(iterator), restricted)
+        except OSError as error:
+            os.close(descriptor)
+            self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
+            return None
+        return descriptor, restricted, {entry[0]: entry for entry in entries if not entry[1]}
+
+    def _listed_file(self, folder: bytes, listing: tuple | None, name: bytes) -> Iterator[FoundFile]:
+        if listing is None or listing[1]:
+            return
+        entry = listing[2].get(name)
+        if entry is not None:
+            _, _, is_link, is_video, sidecars = entry
+            found = self._file(folder, listing[0], name, is_link, is_video, sidecars)
+            if found is not None:
+                yield found
+
+    def _open_chain(self, folder: bytes) -> tuple[int, bool] | None:
+        """Open `folder` from the import path that holds it, one component at a time, checking each folder as
+        the walk would (hidden, excluded, inside the external path): (descriptor, restricted), or None."""
+        root = next((root for root in self.roots if is_within(folder, root)), None)
+        if root is None or (self.exclusions and self.exclusions.excludes_folder(root)):
+            return None
+        try:
+            descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        restricted = False
+        current = root
+        try:
+            if not self._inside(descriptor):
+                raise _Refused
+            for name in folder[len(root) :].strip(b"/").split(b"/") if folder != root else ():
+                current = current + b"/" + name
+                hidden = name.startswith(b".")
+                if (hidden or restricted) and current not in self._root_ancestry:
+                    raise _Refused
+                if self.exclusions and self.exclusions.excludes_directory(current, name):
+                    raise _Refused
+                restricted = (restricted or hidden) and current not in self._all_roots
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=descriptor)
+                os.close(descriptor)
+                descriptor = child
+                if not self._inside(descriptor):
+                    raise _Refused
+        except (OSError, _Refused):
+            os.close(descriptor)
+            return None
+        return descriptor, restricted
+
+    def _inside(self, descriptor: int) -> bool:
+        """The open folder lies inside the external path and is not (inside) the data directory."""
+        status = os.fstat(descriptor)
+        if (status.st_dev, status.st_ino) == self._data_dir_identity:
+            return False
+        real = os.readlink(f"/proc/self/fd/{descriptor}".encode())
+        return is_within(real, self.external_path) and not is_within(real, self.data_dir)
 
     def _walk(self, opened: tuple) -> Iterator[FoundFile]:
         """Depth-first, entries sorted with folders keyed `name/`, so full paths come out byte-sorted.

@@ -31,7 +31,7 @@ import msgspec
 import trio
 
 from . import assets, job_queue
-from .crawl import CrawlReport, FoundFile
+from .crawl import CrawlReport, FoundFile, ScopeEntry
 from .errors import FilmrollError, InvalidInput
 from .ids import new_ids
 from .index import ASSET_BY_PATH, LIBRARIES, OFFLINE_BY_SIGNATURE, Index, Txn
@@ -179,6 +179,7 @@ class LibraryScan:
         *,
         data_dir: str,
         mode: ScanMode,
+        scope: list[ScopeEntry] | None = None,
         progress: Callable[[ScanSummary], None] | None = None,
     ):
         if owner.external_path is None:
@@ -188,6 +189,7 @@ class LibraryScan:
         self.owner = owner
         self.data_dir = data_dir
         self.mode = mode
+        self.scope = scope  # None: the whole library; else a targeted scan of these paths (the watcher's)
         self.progress = progress or (lambda summary: None)
         self.summary = ScanSummary()
         self.prefix = library.id.bytes
@@ -213,6 +215,7 @@ class LibraryScan:
             external_path=os.fsencode(self.owner.external_path or "/"),
             data_dir=os.fsencode(self.data_dir),
             exclusion_patterns=list(self.library.exclusion_patterns),
+            scope=self.scope,
         )
         try:
             await self._read_worker(request)
@@ -220,7 +223,8 @@ class LibraryScan:
             log.info("%s; scan stopped", gone.message)
             return self.summary
         await self._match_moves()
-        self._mark_refreshed()
+        if self.scope is None:
+            self._mark_refreshed()
         self.progress(self.summary)
         return self.summary
 

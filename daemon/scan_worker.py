@@ -24,11 +24,12 @@ import struct
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 
 import msgspec
 
 from . import assets
-from .crawl import Crawler, CrawlReport, FoundFile
+from .crawl import Crawler, CrawlReport, FoundFile, ScopeEntry
 from .exclusions import ExclusionMatcher
 from .index import ASSET_BY_PATH, OFFLINE_BY_SIGNATURE, Index, Txn
 
@@ -46,6 +47,7 @@ class ScanRequest(msgspec.Struct, array_like=True):
     external_path: bytes
     data_dir: bytes
     exclusion_patterns: list[str]
+    scope: list[ScopeEntry] | None = None  # None: the whole library; else only these paths (watcher events)
 
 
 class Plan(msgspec.Struct, array_like=True, tag="plan"):
@@ -89,7 +91,8 @@ class Merger:
         self.prefix = library_id
         self.library_id = uuid.UUID(bytes=library_id)
         self.mode = mode
-        self.after = library_id  # every key <= this has been merged
+        self.after = library_id  # every key <= this has been merged (or < it, while `_inclusive`)
+        self._inclusive = False
         self.plan = Plan()
         self._reads = 0
         self._txn_context = None
@@ -110,7 +113,7 @@ class Merger:
         self._cursor = self._cursor_context.__enter__()
         self._any_offline = any(True for _ in self._txn.items(OFFLINE_BY_SIGNATURE, self.prefix))
         self._valid = self._cursor.set_range(self.after)
-        if self._valid and self._cursor.key() == self.after:
+        if self._valid and self._cursor.key() == self.after and not self._inclusive:
             self._valid = self._cursor.next()
 
     def close(self) -> None:
@@ -150,6 +153,7 @@ class Merger:
             valid = cursor.next()
         self._valid = valid
         self.after = key
+        self._inclusive = False
         self._current = (key, found)
         return found
 
@@ -186,6 +190,15 @@ class Merger:
         else:
             plan.unchanged += 1
 
+    def merge_range(self, lo: bytes, hi: bytes, files: Iterator[FoundFile]) -> None:
+        """A targeted scan's range: `files` (sorted, all in [lo, hi)) against the index keys in [lo, hi); a key in
+        the range that was not found goes offline, keys outside it are not looked at."""
+        self.close()
+        self.after, self._inclusive, self._current = self.prefix + lo, True, None
+        for found in files:
+            self.add(found)
+        self._seek(self.prefix + hi)
+
     def finish(self) -> None:
         """Everything after the last crawled path was not found."""
         self._seek(self.prefix + b"\xff" * 8)  # past any path of this library (paths never start with 0xff)
@@ -209,12 +222,22 @@ def run(request: ScanRequest, emit) -> None:
             known=merger.known if request.mode == "new" else None,
         )
         merger.on_full = lambda: emit(merger.take())
-        try:
-            for found in crawler.files():
-                merger.add(found)
+
+        def sent(files: Iterator[FoundFile]) -> Iterator[FoundFile]:
+            for found in files:
+                yield found
                 if len(merger.plan) >= FRAME_DECISIONS or merger.plan.crawled >= READ_BATCH * 5:
                     emit(merger.take())
-            merger.finish()
+
+        try:
+            if request.scope is None:
+                for found in sent(crawler.files()):
+                    merger.add(found)
+                merger.finish()
+            else:
+                for lo, hi, files in crawler.scoped(request.scope):
+                    merger.merge_range(lo, hi, sent(files))
+                merger.close()
             emit(merger.take())
         finally:
             merger.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 from daemon import assets as asset_index
 from daemon.access import Principal
 from daemon.check import check_index
+from daemon.crawl import ScopeEntry
 from daemon.index import ASSETS
 from daemon.records import Asset, Library, User
 from daemon.scan import LibraryScan, ScanMode, ScanSummary
@@ -47,9 +48,11 @@ class World:
     def reload(self, library: Library) -> Library:
         return self.services.libraries.get(self.principal, library.id)
 
-    async def scan(self, library: Library, mode: ScanMode = ScanMode.NEW) -> ScanSummary:
+    async def scan(
+        self, library: Library, mode: ScanMode = ScanMode.NEW, scope: list[ScopeEntry] | None = None
+    ) -> ScanSummary:
         scan = LibraryScan(self.services.index, self.reload(library), self.services.users.get(self.user.id),
-                           data_dir=str(self.data_dir), mode=mode)  # fmt: skip
+                           data_dir=str(self.data_dir), mode=mode, scope=scope)  # fmt: skip
         summary = await scan.run()
         assert check_index(self.services.index) == []
         return summary
