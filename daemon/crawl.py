@@ -196,6 +196,33 @@ class Crawler:
             if listed is not None and listed[1] is not None:
                 os.close(listed[1][0])
 
+    def folders(self, below: bytes | None = None) -> Iterator[bytes]:
+        """Every folder the crawl would enter (the watcher watches these): from the import paths, or from one
+        folder below them. Same rules as `files()`; no file is `stat`ed."""
+        self._visited = set()
+        for start in self.roots if below is None else [below]:
+            chain = self._open_chain(start)
+            opened = None if chain is None else self._open_folder(start, chain[0], restricted=chain[1])
+            if opened is None:
+                continue
+            yield start
+            stack = [opened]
+            try:
+                while stack:
+                    path, descriptor, entries, restricted = stack[-1]
+                    entry = next((entry for entry in entries if entry[1]), None)  # the next sub-folder
+                    if entry is None:
+                        os.close(descriptor)
+                        stack.pop()
+                        continue
+                    child = self._descend(path, descriptor, entry[0][:-1], entry[2], restricted)
+                    if child is not None:
+                        yield child[0]
+                        stack.append(child)
+            finally:
+                for _, descriptor, _, _ in stack:
+                    os.close(descriptor)
+
     def _folder_files(self, folder: bytes) -> Iterator[FoundFile]:
         chain = self._open_chain(folder)
         if chain is None:

@@ -35,6 +35,7 @@ class QueueCounts:
     completed: int = 0
     failed: int = 0
     waiting: int = 0
+    paused: int = 0
 
 
 def enqueue(txn: Txn, queue: str, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:

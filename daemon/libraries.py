@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -144,6 +145,7 @@ class LibraryService:
         self.index = index
         self.data_dir = data_dir
         self.jobs = jobs
+        self.on_change: Callable[[], None] = lambda: None  # the watchers re-read the libraries (§8.3, §9.4)
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -236,6 +238,7 @@ class LibraryService:
             updated_at=now,
         )  # fmt: skip
         self.index.write(lambda txn: txn.put(LIBRARIES, library.id.bytes, library))
+        self.on_change()
         return library
 
     def update(
@@ -270,7 +273,9 @@ class LibraryService:
             txn.put(LIBRARIES, library_id.bytes, updated)
             return updated
 
-        return self.index.write(work)
+        updated = self.index.write(work)
+        self.on_change()
+        return updated
 
     def delete(self, principal: Principal, library_id: uuid.UUID) -> None:
         """§9: the library disappears at once; the `library` queue then removes its assets."""
@@ -290,6 +295,7 @@ class LibraryService:
             )
 
         self.index.write(work)
+        self.on_change()
         if self.jobs is not None:
             self.jobs.request_delete(library.id)
 

@@ -1,7 +1,8 @@
 """The `library` queue: scans, "remove offline files" and library deletions, run one at a time in the daemon.
 
 - Requests are merged: a pending scan of a library absorbs later ones (the strongest mode wins), so a request never
-  fails because a scan is running (§5.8); it waits behind it.
+  fails because a scan is running (§5.8); it waits behind it. The watcher's targeted scans ("watch") merge their
+  paths; a pending full scan that refreshes modified files makes them unnecessary.
 - Deletions are durable through the library record itself (`deleted_at`): at startup, and in the nightly job, every
   library still marked deleted is finished (§9.5). Pending scans live in memory: a restart drops them, and the
   nightly job rescans every library anyway.
@@ -17,16 +18,18 @@ from collections import OrderedDict
 import trio
 
 from . import assets as asset_index
+from .crawl import ScopeEntry
 from .errors import FilmrollError
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
 from .job_queue import QueueCounts
 from .locks import library_lock
 from .records import Library, User
-from .scan import LibraryScan, ScanMode, ScanSummary
+from .scan import NO_EXTERNAL_PATH, LibraryScan, ScanMode, ScanSummary
 
 log = logging.getLogger(__name__)
 
 REMOVE_BATCH = 5000
+MAX_SCOPE = 20_000  # watched paths waiting for one library beyond which a full (modified) scan is cheaper
 
 
 class LibraryJobQueue:
@@ -35,13 +38,15 @@ class LibraryJobQueue:
     def __init__(self, index: Index, data_dir: str):
         self.index = index
         self.data_dir = data_dir
-        self._pending: OrderedDict[tuple[str, uuid.UUID], ScanMode | None] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, uuid.UUID], ScanMode | set[ScopeEntry] | None] = OrderedDict()
         self._active: tuple[str, uuid.UUID] | None = None
         self._wakeup = trio.Event()
         self._idle = trio.Event()
         self._idle.set()
         self.completed = 0
         self.failed = 0
+        self.paused = False
+        self._resumed = trio.Event()
         self.last_summaries: dict[uuid.UUID, ScanSummary] = {}
 
     # -- requests (from any task on the trio thread) -------------------------------------------------------
@@ -58,6 +63,41 @@ class LibraryJobQueue:
 
     def request_scan(self, library_id: uuid.UUID, mode: ScanMode) -> None:
         self._request("scan", library_id, mode)
+        if mode.strength >= ScanMode.MODIFIED.strength:
+            self._pending.pop(("watch", library_id), None)
+
+    def request_paths(self, library_id: uuid.UUID, entries: list[ScopeEntry]) -> None:
+        """A targeted scan (refreshing modified files) of these paths, merged with any waiting for the library."""
+        full = self._pending.get(("scan", library_id))
+        if isinstance(full, ScanMode) and full.strength >= ScanMode.MODIFIED.strength:
+            return
+        waiting = self._pending.get(("watch", library_id))
+        scope = waiting if isinstance(waiting, set) else set()
+        scope.update(entries)
+        if len(scope) > MAX_SCOPE:
+            self._pending.pop(("watch", library_id), None)
+            self.request_scan(library_id, ScanMode.MODIFIED)
+            return
+        self._pending[("watch", library_id)] = scope
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._wakeup.set()
+
+    def request_nightly(self, *, force: bool = False) -> None:
+        """§12.2: finish libraries stuck in deletion, then scan every external library (modified files, or
+        everything with `force`). A library whose owner has no external path is skipped with a warning."""
+        self.resume_deletions()
+        mode = ScanMode.ALL if force else ScanMode.MODIFIED
+        with self.index.read() as txn:
+            libraries = [
+                lib for lib in txn.values(LIBRARIES) if lib.type == "EXTERNAL" and lib.deleted_at is None
+            ]
+            owners = {lib.owner_id: txn.get(USERS, lib.owner_id.bytes) for lib in libraries}
+        for library in libraries:
+            owner = owners[library.owner_id]
+            if owner is None or owner.external_path is None:
+                log.warning("library %s (%s): %s", library.name, library.id, NO_EXTERNAL_PATH)
+                continue
+            self.request_scan(library.id, mode)
 
     def request_remove_offline(self, library_id: uuid.UUID) -> None:
         self._request("remove-offline", library_id)
@@ -72,6 +112,22 @@ class LibraryJobQueue:
         for library_id in doomed:
             self.request_delete(library_id)
 
+    def pause(self) -> None:
+        """Start nothing new (a running job finishes); requests keep queueing."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._resumed.set()
+        self._resumed = trio.Event()
+
+    def empty(self) -> None:
+        """Drop every waiting request (durable deletions are picked up again by the nightly job and at start)."""
+        self._pending.clear()
+
+    def clear_failed(self) -> None:
+        self.failed = 0
+
     # -- status -------------------------------------------------------------------------------------------
 
     def counts(self) -> QueueCounts:
@@ -80,6 +136,7 @@ class LibraryJobQueue:
             completed=self.completed,
             failed=self.failed,
             waiting=len(self._pending),
+            paused=len(self._pending) if self.paused else 0,
         )
 
     @property
@@ -97,6 +154,9 @@ class LibraryJobQueue:
         self.resume_deletions()
         task_status.started()
         while True:
+            if self.paused:
+                await self._resumed.wait()
+                continue
             if not self._pending:
                 self._idle.set()
                 self._wakeup = trio.Event()
@@ -117,7 +177,9 @@ class LibraryJobQueue:
                 self._active = None
             await trio.lowlevel.checkpoint()
 
-    async def _execute(self, kind: str, library_id: uuid.UUID, mode: ScanMode | None) -> None:
+    async def _execute(
+        self, kind: str, library_id: uuid.UUID, mode: ScanMode | set[ScopeEntry] | None
+    ) -> None:
         async with library_lock(self.data_dir, library_id):
             with self.index.read() as txn:  # read after locking: a CLI command may have just changed it
                 library = txn.get(LIBRARIES, library_id.bytes)
@@ -131,13 +193,30 @@ class LibraryJobQueue:
                 return  # §5.9: a library being deleted is never scanned
             await self._run(kind, library, owner, mode)
 
-    async def _run(self, kind: str, library: Library, owner: User, mode: ScanMode | None) -> None:
+    async def _run(
+        self, kind: str, library: Library, owner: User, mode: ScanMode | set[ScopeEntry] | None
+    ) -> None:
         library_id = library.id
-        if kind == "scan":
+        if kind == "scan" and isinstance(mode, ScanMode | None):
             scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=mode or ScanMode.NEW)
             summary = await scan.run()
             self.last_summaries[library_id] = summary
             log.info("scanned library %s (%s): %s", library.name, library_id, summary.as_dict())
+        elif kind == "watch" and isinstance(mode, set):
+            if owner.external_path is None:
+                return
+            scope = sorted(mode, key=lambda entry: entry.path)
+            scan = LibraryScan(
+                self.index, library, owner, data_dir=self.data_dir, mode=ScanMode.MODIFIED, scope=scope
+            )
+            summary = await scan.run()
+            log.info(
+                "library %s (%s): %d changed paths: %s",
+                library.name,
+                library_id,
+                len(scope),
+                summary.as_dict(),
+            )
         elif kind == "remove-offline":
             removed = await self.remove_offline(library_id)
             log.info("removed %d offline assets from library %s (%s)", removed, library.name, library_id)

@@ -87,6 +87,8 @@ async def serve(
             async with trio.open_nursery() as jobs:
                 await jobs.start(services.library_jobs.run)
                 await jobs.start(services.metadata.run)
+                await jobs.start(services.watchers.run)
+                await jobs.start(services.nightly.run)
                 async with trio.open_nursery() as http:
                     urls = await http.start(_serve_http, services, stop)
                     for url in urls:

@@ -11,7 +11,9 @@ from .index import Index
 from .libraries import LibraryService
 from .library_jobs import LibraryJobQueue
 from .media_jobs import MetadataWorker
+from .nightly import NightlyJob
 from .users import UserService
+from .watchers import WatchService
 
 
 @dataclass
@@ -24,19 +26,26 @@ class Services:
     libraries: LibraryService
     library_jobs: LibraryJobQueue
     metadata: MetadataWorker
+    watchers: WatchService
+    nightly: NightlyJob
 
     @classmethod
     def build(cls, settings: Settings, index: Index) -> Services:
         """Services over an index the caller has opened and will close. The job queues' workers run only when
         someone starts them (`serve` does, in its nursery)."""
         library_jobs = LibraryJobQueue(index, settings.data_dir)
+        watchers = WatchService(index, settings.library.watch, library_jobs, settings.data_dir)
+        libraries = LibraryService(index, settings.data_dir, library_jobs)
+        libraries.on_change = watchers.reconcile
         return cls(
             settings=settings,
             index=index,
             users=UserService(index, library_jobs),
             auth=AuthService(index),
             api_keys=ApiKeyService(index),
-            libraries=LibraryService(index, settings.data_dir, library_jobs),
+            libraries=libraries,
             library_jobs=library_jobs,
             metadata=MetadataWorker(index),
+            watchers=watchers,
+            nightly=NightlyJob(settings.library.scan, library_jobs),
         )

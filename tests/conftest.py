@@ -41,7 +41,10 @@ def _fail_on_error_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptur
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(None, {"data_dir": str(tmp_path / "data"), "listen": "127.0.0.1:0"}, environ={})
+    """Watching and the nightly job are off here, so a test decides when scans happen; the watcher's tests
+    (tests/daemon/test_watch*.py, tests/e2e/test_watch_e2e.py) turn watching on."""
+    environ = {"FILMROLL_LIBRARY__WATCH__ENABLED": "false", "FILMROLL_LIBRARY__SCAN__ENABLED": "false"}
+    return load_settings(None, {"data_dir": str(tmp_path / "data"), "listen": "127.0.0.1:0"}, environ=environ)
 
 
 @pytest.fixture
