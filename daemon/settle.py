@@ -46,6 +46,9 @@ class Settler:
         self._complete[entry] = complete
         self._arrived.set()
 
+    def _look_all(self, entries: list[ScopeEntry]) -> list[Signature]:
+        return [self.look(entry.path) for entry in entries]
+
     async def settled(self) -> list[ScopeEntry]:
         """Wait until at least one path has settled, and return every path that has."""
         while True:
@@ -57,7 +60,7 @@ class Settler:
             now = trio.current_time()
             due = [entry for entry, when in self._due.items() if when <= now]
             to_look = [entry for entry in due if not entry.is_folder and not self._complete[entry]]
-            looks = await trio.to_thread.run_sync(lambda: [self.look(entry.path) for entry in to_look])
+            looks = await trio.to_thread.run_sync(self._look_all, to_look) if to_look else []
             ready = [entry for entry in due if entry.is_folder or self._complete[entry]]
             for entry, seen in zip(to_look, looks, strict=True):
                 if self._due.get(entry, now + 1) > now:
