@@ -78,7 +78,9 @@ async def test_rename_is_a_move_and_keeps_the_id(world, running):
     await eventually(lambda: running.watchers.status(library.id).mode == "inotify")
     os.makedirs(root / "sorted")
     os.rename(root / "a.jpg", root / "sorted" / "renamed.jpg")
-    await eventually(lambda: set(world.assets(library)) == {b(root / "sorted" / "renamed.jpg")}, message="move")
+    await eventually(
+        lambda: set(world.assets(library)) == {b(root / "sorted" / "renamed.jpg")}, message="move"
+    )
     moved = world.assets(library)[b(root / "sorted" / "renamed.jpg")]
     assert moved.id == asset_id and not moved.is_offline
 
@@ -94,9 +96,13 @@ async def test_new_folders_are_watched_and_imported(world, running):
     outside = world.external / "staging"
     write(outside / "album" / "z.png")
     os.rename(outside / "album", root / "album")  # a whole tree moved in
-    await eventually(lambda: b(root / "album" / "z.png") in world.paths(library, online=True), message="moved in")
+    await eventually(
+        lambda: b(root / "album" / "z.png") in world.paths(library, online=True), message="moved in"
+    )
     shutil.rmtree(root / "2024")
-    await eventually(lambda: world.paths(library, online=True) == {b(root / "album" / "z.png")}, message="rmtree")
+    await eventually(
+        lambda: world.paths(library, online=True) == {b(root / "album" / "z.png")}, message="rmtree"
+    )
 
 
 async def test_hidden_unsupported_and_excluded_files_are_ignored(world, running):
@@ -138,7 +144,9 @@ async def test_vanished_import_path_goes_offline_and_comes_back_with_the_same_id
     await eventually(lambda: world.paths(library, online=True) == set(ids), message="back online")
     assert {path: asset.id for path, asset in world.assets(library).items()} == ids
     write(drive / "sub" / "c.jpg")  # and it is watched again
-    await eventually(lambda: b(drive / "sub" / "c.jpg") in world.paths(library, online=True), message="re-armed")
+    await eventually(
+        lambda: b(drive / "sub" / "c.jpg") in world.paths(library, online=True), message="re-armed"
+    )
 
 
 async def test_polling_detects_adds_modifications_and_deletions(world, running):
@@ -185,7 +193,9 @@ async def test_running_out_of_inotify_watches_falls_back_to_polling(world, runni
     assert status.mode == "polling" and "max_user_watches" in status.reason
     assert any("falling back to polling" in record.getMessage() for record in caplog.records)
     write(root / "folder 7" / "late.jpg")  # changes are still seen, by polling
-    await eventually(lambda: world.paths(library) == {b(root / "folder 7" / "late.jpg")}, message="polled import")
+    await eventually(
+        lambda: world.paths(library) == {b(root / "folder 7" / "late.jpg")}, message="polled import"
+    )
 
 
 def test_network_filesystems_are_recognised_from_mountinfo(tmp_path):
