@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel
 from quart import Blueprint
-from quart_schema import validate_response
+from quart_schema import validate_request, validate_response
+
+from daemon.errors import InvalidInput
 
 from ..access import access, services
 
@@ -36,14 +40,25 @@ class Queue(BaseModel):
     queueStatus: QueueStatus
 
 
+class QueueCommand(BaseModel):
+    command: Literal["start", "pause", "resume", "empty", "clear-failed"]
+    force: bool | None = None
+
+
 def queues() -> dict[str, Queue]:
     result = {name: Queue(jobCounts=JobCounts(), queueStatus=QueueStatus()) for name in QUEUE_NAMES}
     library = services().library_jobs.counts()
     result["library"] = Queue(
         jobCounts=JobCounts(
-            active=library.active, completed=library.completed, failed=library.failed, waiting=library.waiting
+            active=library.active,
+            completed=library.completed,
+            failed=library.failed,
+            waiting=library.waiting,
+            paused=library.paused,
         ),
-        queueStatus=QueueStatus(isActive=bool(library.active or library.waiting)),
+        queueStatus=QueueStatus(
+            isActive=bool(library.active or library.waiting), isPaused=services().library_jobs.paused
+        ),
     )
     metadata = services().metadata
     waiting = metadata.waiting()
@@ -64,3 +79,29 @@ def queues() -> dict[str, Queue]:
 @validate_response(dict[str, Queue])
 async def get_jobs() -> dict[str, Queue]:
     return queues()
+
+
+@blueprint.put("/api/jobs/<name>")
+@access(permission="job.create", admin=True)
+@validate_request(QueueCommand)
+@validate_response(Queue)
+async def run_queue_command(name: str, data: QueueCommand) -> Queue:
+    """`library` runs here (§12.3); the media queues arrive with the media pipeline."""
+    if name not in QUEUE_NAMES:
+        raise InvalidInput(["name must be one of the following values: " + ", ".join(QUEUE_NAMES)])
+    if name != "library":
+        raise InvalidInput(f"Invalid job name: {name}")
+    jobs = services().library_jobs
+    if data.command == "start":
+        if jobs.is_active:
+            raise InvalidInput("Job is already running")
+        jobs.request_nightly(force=bool(data.force))
+    elif data.command == "pause":
+        jobs.pause()
+    elif data.command == "resume":
+        jobs.resume()
+    elif data.command == "empty":
+        jobs.empty()
+    else:
+        jobs.clear_failed()
+    return queues()[name]

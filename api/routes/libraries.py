@@ -17,6 +17,13 @@ from ..validation import Timestamp, parse_uuid
 blueprint = Blueprint("libraries", __name__)
 
 
+class WatchStatusResponse(BaseModel):
+    """filmroll's addition: how the library is watched now (`inotify`, `polling`, `off`, `starting`) and why."""
+
+    mode: str
+    reason: str | None = None
+
+
 class LibraryResponse(BaseModel):
     id: str
     ownerId: str
@@ -28,6 +35,7 @@ class LibraryResponse(BaseModel):
     createdAt: Timestamp
     updatedAt: Timestamp
     refreshedAt: Timestamp | None
+    watch: WatchStatusResponse
 
 
 class CreateLibrary(BaseModel):
@@ -96,6 +104,7 @@ def library_response(library: Library) -> LibraryResponse:
         createdAt=library.created_at,
         updatedAt=library.updated_at,
         refreshedAt=library.refreshed_at,
+        watch=WatchStatusResponse(**vars(services().watchers.status(library.id))),
     )
 
 

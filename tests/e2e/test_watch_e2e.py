@@ -1,0 +1,115 @@
+"""Watching under the real daemon process: files copied, renamed and deleted in an import path show up in the API
+with no scan requested (libraries.md §11). An invalid cron expression stops the daemon from starting (§12.4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+FILMROLL = [sys.executable, "-m", "daemon.cli"]
+
+
+def start(data_dir: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    with open(log, "w") as stream:  # a file, not a pipe: a chatty daemon can never block on its log
+        process = subprocess.Popen(
+            [*FILMROLL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
+            stderr=stream, stdout=subprocess.DEVNULL, env={**os.environ, "FILMROLL_LOG_FORMAT": "json", **env},
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["message"].startswith("listening on "):
+                return process, entry["url"]
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"daemon did not start: {log.read_text()}")
+
+
+def wait_for(check, what: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_copy_rename_delete_under_a_running_daemon(tmp_path):
+    photos = tmp_path / "external" / "photos"
+    photos.mkdir(parents=True)
+    source = tmp_path / "camera"
+    source.mkdir()
+    for index, color in enumerate(["red", "green"]):
+        Image.new("RGB", (64, 48), color).save(source / f"IMG_{index}.jpg", quality=90)
+    process, url = start(tmp_path / "data", tmp_path / "daemon.log")
+    try:
+        client = httpx.Client(base_url=url, timeout=30)
+        account = {"email": "admin@example.com", "password": "pw-123456", "name": "Admin"}
+        assert client.post("/api/auth/admin-sign-up", json=account).status_code == 201
+        token = client.post("/api/auth/login", json=account).json()["accessToken"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        me = client.get("/api/users/me").json()
+        client.put(f"/api/admin/users/{me['id']}", json={"externalPath": str(tmp_path / "external")})
+        library = client.post("/api/libraries", json={"importPaths": [str(photos)]}).json()
+
+        def get():
+            return client.get(f"/api/libraries/{library['id']}").json()
+
+        wait_for(lambda: get()["watch"]["mode"] == "inotify", "the watcher")
+        for picture in sorted(source.iterdir()):
+            shutil.copy2(picture, photos / picture.name)  # written, then closed: imported with no scan
+        wait_for(lambda: get()["assetCount"] == 2, "two imported assets")
+
+        def queues_idle():
+            jobs = client.get("/api/jobs").json()
+            return all(not jobs[q]["jobCounts"]["active"] and not jobs[q]["jobCounts"]["waiting"]
+                       for q in ("library", "metadataExtraction"))  # fmt: skip
+
+        def library_jobs_done():
+            return client.get("/api/jobs").json()["library"]["jobCounts"]["completed"]
+
+        wait_for(queues_idle, "content hashes")  # what recognises a move
+        done = library_jobs_done()
+        os.rename(photos / "IMG_0.jpg", photos / "renamed.jpg")
+        wait_for(lambda: library_jobs_done() > done and queues_idle(), "the rename")
+        assert get()["assetCount"] == 2  # moved, not re-imported
+        done = library_jobs_done()
+        os.remove(photos / "IMG_1.jpg")
+        wait_for(lambda: library_jobs_done() > done and queues_idle(), "the deletion")
+        stats = client.get(f"/api/libraries/{library['id']}/statistics").json()
+        assert stats == {
+            "photos": 2,
+            "videos": 0,
+            "total": 2,
+            "usage": stats["usage"],
+        }  # offline still counted
+        assert client.post(f"/api/libraries/{library['id']}/removeOffline").status_code == 204
+        wait_for(lambda: get()["assetCount"] == 1, "only renamed.jpg left")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    check = subprocess.run(
+        [*FILMROLL, "check", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_invalid_cron_expression_refuses_to_start(tmp_path):
+    result = subprocess.run(
+        [*FILMROLL, "serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=30,
+        env={**os.environ, "FILMROLL_LIBRARY__SCAN__CRON_EXPRESSION": "61 * * * *"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Invalid cron expression 61 * * * *" in result.stderr
