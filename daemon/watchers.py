@@ -29,6 +29,7 @@ from .index import LIBRARIES, USERS, Index
 from .inotify_tree import InotifyTree, WatchLimitReached
 from .library_jobs import LibraryJobQueue
 from .paths import is_within, normalize_import_path
+from .poll import FULL_PASS_EVERY, FolderPoller
 from .scan import ScanMode
 from .settle import Settler
 
@@ -123,12 +124,22 @@ class LibraryWatcher:
         await self._poll(reason)
 
     async def _poll(self, reason: str | None) -> None:
+        """Every `interval`: a folder-level pass (`daemon.poll`) whose changes become a targeted scan; every
+        `FULL_PASS_EVERY`-th pass, a full modified-files rescan (catches files rewritten in place)."""
         self.status = WatchStatus("polling", reason)
         log.info("library %s (%s): polling every %g s (%s)", self.spec.name, self.spec.library_id,
                  self.spec.interval, reason)  # fmt: skip
+        poller = FolderPoller(list(self.spec.roots), ExclusionMatcher(list(self.spec.exclusions)))
+        await trio.to_thread.run_sync(poller.poll)
+        passes = 0
         while True:
             await trio.sleep(self.spec.interval)
-            self.jobs.request_scan(self.spec.library_id, ScanMode.MODIFIED)
+            passes += 1
+            changes = await trio.to_thread.run_sync(poller.poll)
+            if passes % FULL_PASS_EVERY == 0:
+                self.jobs.request_scan(self.spec.library_id, ScanMode.MODIFIED)
+            elif changes:
+                self.jobs.request_paths(self.spec.library_id, changes)
 
     async def _watch(self) -> None:
         tree = InotifyTree(list(self.spec.roots))

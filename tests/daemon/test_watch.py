@@ -12,6 +12,9 @@ import pytest
 import trio
 
 from daemon.check import check_index
+from daemon.crawl import ScopeEntry
+from daemon.exclusions import ExclusionMatcher
+from daemon.poll import FolderPoller
 from daemon.scan import ScanMode
 from daemon.watchers import filesystem_type
 from tests.library_helpers import World, write
@@ -149,20 +152,32 @@ async def test_vanished_import_path_goes_offline_and_comes_back_with_the_same_id
     )
 
 
-async def test_polling_detects_adds_modifications_and_deletions(world, running):
+async def test_polling_detects_adds_modifications_and_deletions(world, running, monkeypatch):
+    monkeypatch.setattr("daemon.watchers.FULL_PASS_EVERY", 4)  # the full pass that sees in-place rewrites
     running.watchers.settings.use_polling = True
     root = world.external / "nfs"
     write(root / "a.jpg", mtime=1_600_000_000)
     library = await watched(world, root)
     status = running.watchers.status(library.id)
     assert status.mode == "polling" and "usePolling" in status.reason
-    await eventually(lambda: world.paths(library, online=True) == {b(root / "a.jpg")}, message="first poll")
+    await world.scan(library)
     write(root / "b.jpg")
-    write(root / "a.jpg", b"changed!", mtime=1_700_000_000)
+    write(root / "c.tmp", b"saved!", mtime=1_700_000_000)
+    os.rename(root / "c.tmp", root / "a.jpg")  # how editors save: a new file renamed over the old one
     await eventually(lambda: len(world.paths(library, online=True)) == 2, message="add")
-    await eventually(lambda: world.assets(library)[b(root / "a.jpg")].file_size == 8, message="modification")
+    await eventually(lambda: world.assets(library)[b(root / "a.jpg")].file_size == 6, message="replacement")
     os.remove(root / "b.jpg")
     await eventually(lambda: world.paths(library, online=False) == {b(root / "b.jpg")}, message="delete")
+    write(root / "sub" / "new.png")
+    await eventually(
+        lambda: b(root / "sub" / "new.png") in world.paths(library, online=True), message="new folder"
+    )
+    write(
+        root / "a.jpg", b"rewritten in place", mtime=1_750_000_000
+    )  # no folder change: the full pass sees it
+    await eventually(
+        lambda: world.assets(library)[b(root / "a.jpg")].file_size == 18, message="in-place rewrite"
+    )
 
 
 def inotify_watches_in_use() -> int:
@@ -218,3 +233,24 @@ async def test_catch_up_scan_at_start(world, services, nursery):
     await nursery.start(services.watchers.run)
     assert services.library_jobs.counts().waiting == 1  # a modified-files scan of each watched library
     assert services.library_jobs._pending[("scan", library.id)] == ScanMode.MODIFIED
+
+
+def test_folder_poller_lists_only_changed_folders(tmp_path):
+    root = tmp_path / "nas"
+    write(root / "a" / "x.jpg", mtime=1_600_000_000)
+    write(root / "b" / "y.jpg", mtime=1_600_000_000)
+    for folder in (root, root / "a", root / "b"):
+        os.utime(folder, (1_600_000_000, 1_600_000_000))  # settled long ago (not "racy")
+    poller = FolderPoller([b(root)], ExclusionMatcher(["**/skip/**"]))
+    assert poller.poll() == []  # the first pass records
+    assert poller.poll() == []  # nothing changed: one stat per folder, nothing listed
+    write(root / "a" / "z.jpg")
+    write(root / "a" / ".hidden.jpg")
+    write(root / "c" / "new.mp4")
+    write(root / "skip" / "excluded.jpg")
+    shutil.rmtree(root / "b")
+    changes = poller.poll()
+    assert set(changes) == {
+        ScopeEntry(b(root / "a" / "x.jpg"), False), ScopeEntry(b(root / "a" / "z.jpg"), False),
+        ScopeEntry(b(root / "c"), True), ScopeEntry(b(root / "b"), True),
+    }  # fmt: skip

@@ -1,9 +1,8 @@
-"""Debounce, polling and the nightly schedule on trio's MockClock (no real waiting)."""
+"""Debounce and the nightly schedule on trio's MockClock (no real waiting)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime, timedelta
 
 import msgspec
@@ -13,11 +12,9 @@ import trio
 from daemon.config import NightlyScanSettings
 from daemon.crawl import ScopeEntry
 from daemon.index import USERS
-from daemon.library_jobs import LibraryJobQueue
 from daemon.nightly import NightlyJob, next_run
 from daemon.scan import ScanMode
 from daemon.settle import Settler
-from daemon.watchers import LibraryWatcher, WatchSpec
 from tests.library_helpers import write
 
 A = ScopeEntry(b"/lib/a.jpg", False)
@@ -51,24 +48,6 @@ async def test_a_vanished_file_is_handed_on_without_waiting_for_stability(autoju
     settler = Settler(settle=0.3, look=lambda path: None)
     settler.touch(B, complete=False)
     assert await settler.settled() == [B]
-
-
-async def test_polling_requests_a_modified_files_scan_every_interval(autojump_clock, index):
-    jobs = LibraryJobQueue(index, "/nonexistent")
-    library_id = uuid.uuid4()
-    spec = WatchSpec(
-        library_id, "nas", (b"/mnt/nas",), (), b"/mnt", b"/data", use_polling=True, interval=10.0
-    )
-    watcher = LibraryWatcher(spec, jobs)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watcher.run)
-        await trio.sleep(9.9)
-        assert jobs.counts().waiting == 0
-        for _ in range(3):
-            await trio.sleep(10.0)
-            assert jobs._pending.popitem() == (("scan", library_id), ScanMode.MODIFIED)
-        assert watcher.status.mode == "polling"
-        nursery.cancel_scope.cancel()
 
 
 def test_next_run_follows_the_cron_expression():
