@@ -165,9 +165,8 @@ class Crawler:
         The same rules as `files()` apply: the path must lie in an import path, every folder on the way must be
         neither hidden nor excluded, and every folder opened is proven inside the external path. A sidecar entry
         (`x.jpg.xmp`, `x.xmp`) stands for the media files it belongs to."""
-        listed: tuple[bytes, tuple | None] | None = (
-            None  # (folder, listing): consecutive files share a folder
-        )
+        listed: tuple[bytes, tuple | None] | None = None  # (folder, listing): consecutive files share one
+        examined: set[bytes] = set()  # `x.jpg` and its sidecar `x.xmp` in one scope: `x.jpg` is examined once
         try:
             for entry in normalize_scope(scope):
                 if entry.is_folder:
@@ -191,6 +190,9 @@ class Crawler:
                     names = sorted(n for n in candidates if n == base or n[: n.rfind(b".")] == base)
                 for media_name in names:
                     path = folder + b"/" + media_name
+                    if path in examined:
+                        continue
+                    examined.add(path)
                     yield path, path + b"\0", self._listed_file(folder, listing, media_name)
         finally:
             if listed is not None and listed[1] is not None:
@@ -205,9 +207,9 @@ class Crawler:
             opened = None if chain is None else self._open_folder(start, chain[0], restricted=chain[1])
             if opened is None:
                 continue
-            yield start
             stack = [opened]
             try:
+                yield start
                 while stack:
                     path, descriptor, entries, restricted = stack[-1]
                     entry = next((entry for entry in entries if entry[1]), None)  # the next sub-folder

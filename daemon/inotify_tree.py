@@ -33,6 +33,9 @@ class WatchLimitReached(Exception):
 class Changes:
     touched: list[tuple[ScopeEntry, bool]] = field(default_factory=list)  # (entry, complete)
     new_folders: list[bytes] = field(default_factory=list)
+    renames: dict[bytes, bytes] = field(
+        default_factory=dict
+    )  # new path -> old path (paired by inotify's cookie)
     roots_changed: bool = False
     overflow: bool = False
 
@@ -66,7 +69,8 @@ class InotifyTree:
         self.inotify.close()
 
     def add(self, folders: Iterable[bytes]) -> int:
-        """Watch each folder (blocking). Raises WatchLimitReached on ENOSPC; a folder that vanished is skipped."""
+        """Watch each folder (one quick syscall each). Raises WatchLimitReached on ENOSPC; a folder that
+        vanished is skipped."""
         added = 0
         for folder in folders:
             try:
@@ -97,6 +101,7 @@ class InotifyTree:
     def changes(self) -> Changes:
         """Read and interpret every pending event (never blocks)."""
         changes = Changes()
+        moved_from: dict[int, bytes] = {}
         for event in self.inotify.read(timeout=0):
             mask = event.mask
             if mask & f.Q_OVERFLOW:
@@ -113,6 +118,8 @@ class InotifyTree:
             if mask & (f.DELETE_SELF | f.MOVE_SELF | f.UNMOUNT):
                 changes.roots_changed |= folder in self.roots
                 continue  # any other folder is reported by its parent, by name
+            if not event.name:
+                continue  # an event on the watched folder itself (e.g. IN_ATTRIB): its parent reports it too
             path = folder + b"/" + os.fsencode(event.name)
             if mask & f.ISDIR:
                 if mask & (f.DELETE | f.MOVED_FROM):
@@ -122,4 +129,8 @@ class InotifyTree:
                 changes.touched.append((ScopeEntry(path, True), True))
             elif interesting(os.fsencode(event.name)):
                 changes.touched.append((ScopeEntry(path, False), bool(mask & COMPLETE)))
+                if mask & f.MOVED_FROM:
+                    moved_from[event.cookie] = path
+                elif mask & f.MOVED_TO and event.cookie in moved_from:
+                    changes.renames[path] = moved_from.pop(event.cookie)
         return changes

@@ -47,6 +47,7 @@ class LibraryJobQueue:
         self.failed = 0
         self.paused = False
         self._resumed = trio.Event()
+        self._renames: dict[uuid.UUID, dict[bytes, bytes]] = {}  # per library: new path -> old path
         self.last_summaries: dict[uuid.UUID, ScanSummary] = {}
 
     # -- requests (from any task on the trio thread) -------------------------------------------------------
@@ -81,6 +82,14 @@ class LibraryJobQueue:
         self._pending[("watch", library_id)] = scope
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         self._wakeup.set()
+
+    def note_renames(self, library_id: uuid.UUID, renames: dict[bytes, bytes]) -> None:
+        """Renames the watcher saw (new path -> old path), for the library's next targeted scan: they are moves even
+        before the content hash is known."""
+        noted = self._renames.setdefault(library_id, {})
+        noted.update(renames)
+        if len(noted) > MAX_SCOPE:
+            noted.clear()
 
     def request_nightly(self, *, force: bool = False) -> None:
         """§12.2: finish libraries stuck in deletion, then scan every external library (modified files, or
@@ -124,6 +133,8 @@ class LibraryJobQueue:
     def empty(self) -> None:
         """Drop every waiting request (durable deletions are picked up again by the nightly job and at start)."""
         self._pending.clear()
+        if self._active is None:
+            self._idle.set()
 
     def clear_failed(self) -> None:
         self.failed = 0
@@ -206,9 +217,9 @@ class LibraryJobQueue:
             if owner.external_path is None:
                 return
             scope = sorted(mode, key=lambda entry: entry.path)
-            scan = LibraryScan(
-                self.index, library, owner, data_dir=self.data_dir, mode=ScanMode.MODIFIED, scope=scope
-            )
+            renames = self._renames.pop(library_id, {})
+            scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=ScanMode.MODIFIED,
+                               scope=scope, renames=renames)  # fmt: skip
             summary = await scan.run()
             log.info(
                 "library %s (%s): %d changed paths: %s",

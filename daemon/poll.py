@@ -7,7 +7,8 @@ changed) and any sub-folder that appeared or vanished. A pass over an unchanged 
 folder, not per file, and memory holds only names (no sizes, no times).
 
 What folder mtimes cannot show is a file rewritten in place; every `FULL_PASS_EVERY`-th pass is therefore a full
-modified-files rescan (and the nightly job is one too).
+modified-files rescan (and the nightly job is one too). Symlinked folders are not followed by a folder pass (the
+full pass follows them, with the crawl's containment rules).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class FolderPoller:
                 for entry in entries:
                     name = os.fsencode(entry.name)
                     try:
-                        is_dir = entry.is_dir()
+                        is_dir = entry.is_dir(follow_symlinks=False)  # linked folders: the full pass
                     except OSError:
                         continue
                     if is_dir:
@@ -83,7 +84,7 @@ class FolderPoller:
             ):  # listed again next pass (coarse mtimes, like git's racy-clean)
                 identity = (status.st_dev, status.st_ino, -1)
             previous = None if before is None else before.get(folder)
-            if previous is not None and previous.identity == identity:
+            if previous is not None and previous.identity == identity and identity[2] != -1:
                 current = previous
             else:
                 current = self._list(folder, identity)

@@ -180,6 +180,7 @@ class LibraryScan:
         data_dir: str,
         mode: ScanMode,
         scope: list[ScopeEntry] | None = None,
+        renames: dict[bytes, bytes] | None = None,
         progress: Callable[[ScanSummary], None] | None = None,
     ):
         if owner.external_path is None:
@@ -190,6 +191,10 @@ class LibraryScan:
         self.data_dir = data_dir
         self.mode = mode
         self.scope = scope  # None: the whole library; else a targeted scan of these paths (the watcher's)
+        # new path -> old path, renames the kernel reported (inotify's paired moves): a move even before the
+        # content hash is known, provided size and mtime still match
+        self.renames = renames or {}
+        self._renamed_from = set(self.renames.values())
         self.progress = progress or (lambda summary: None)
         self.summary = ScanSummary()
         self.prefix = library.id.bytes
@@ -323,7 +328,9 @@ class LibraryScan:
         summary.restored += len(plan.restore)
         summary.modified += len(plan.refresh) + sum(1 for _, _, refresh in plan.restore if refresh)
         summary.unchanged += plan.unchanged
-        self._went_offline.extend(a.id for a in went_offline if a.content_sha1 is not None)
+        self._went_offline.extend(
+            a.id for a in went_offline if a.content_sha1 is not None or a.original_path in self._renamed_from
+        )
         if self._created is not None and created:
             for found, asset in zip(plan.new, created, strict=True):
                 self._created[(found.size, found.mtime_ns)].append((found, asset.id))
@@ -356,13 +363,21 @@ class LibraryScan:
                     for key, _ in txn.items(OFFLINE_BY_SIGNATURE, prefix)
                 ]
             olds = sorted(
-                (a for a in olds if a is not None and a.content_sha1), key=lambda a: a.original_path
+                (
+                    a
+                    for a in olds
+                    if a is not None and (a.content_sha1 or a.original_path in self._renamed_from)
+                ),
+                key=lambda a: a.original_path,
             )
             moves: list[tuple[Asset, FoundFile, uuid.UUID | None]] = []
             unmatched: list[FoundFile] = []
             for found, created_id in sorted(newcomers, key=lambda item: item[0].path):
-                digest = await trio.to_thread.run_sync(hash_new_file, found.path, external) if olds else None
-                match = next((old for old in olds if old.content_sha1 == digest), None) if digest else None
+                renamed_from = self.renames.get(found.path)
+                match = next((old for old in olds if old.original_path == renamed_from), None)
+                if match is None and any(old.content_sha1 for old in olds):
+                    digest = await trio.to_thread.run_sync(hash_new_file, found.path, external)
+                    match = next((old for old in olds if digest and old.content_sha1 == digest), None)
                 if match is not None:
                     olds.remove(match)
                     moves.append((match, found, created_id))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -48,7 +48,7 @@ class WatchSpec:
     """Everything a library's watcher depends on: a change of any of it re-creates the watcher."""
 
     library_id: uuid.UUID
-    name: str
+    name: str = field(compare=False)  # a rename needs no new watcher
     roots: tuple[bytes, ...]
     exclusions: tuple[str, ...]
     external_path: bytes
@@ -118,8 +118,10 @@ class LibraryWatcher:
             try:
                 await self._watch()
                 return
-            except WatchLimitReached as limit:
-                reason = f"{limit}; falling back to polling"
+            except* (
+                WatchLimitReached
+            ) as limits:  # at the start, or later while adding watches for new folders
+                reason = f"{limits.exceptions[0]}; falling back to polling"
                 log.warning("library %s (%s): %s", spec.name, spec.library_id, reason)
         await self._poll(reason)
 
@@ -144,7 +146,7 @@ class LibraryWatcher:
     async def _watch(self) -> None:
         tree = InotifyTree(list(self.spec.roots))
         try:
-            identities = await trio.to_thread.run_sync(self._arm, tree, None)
+            identities = await self._arm(tree, None)
             self.status = WatchStatus("inotify")
             log.info("library %s (%s): watching %d folders", self.spec.name, self.spec.library_id,
                      len(tree.folder_of))  # fmt: skip
@@ -157,10 +159,17 @@ class LibraryWatcher:
         finally:
             tree.close()
 
-    def _arm(self, tree: InotifyTree, below: bytes | None) -> dict[bytes, tuple[int, int] | None]:
-        """Watch every folder the crawl would enter (blocking). Returns the roots' identities."""
-        identities = {root: root_identity(root) for root in self.spec.roots}
-        tree.add(self.crawler().folders(below))
+    async def _arm(self, tree: InotifyTree, below: bytes | None) -> dict[bytes, tuple[int, int] | None]:
+        """Watch every folder the crawl would enter (found in a thread; the tree itself is only ever changed on
+        the trio thread). Returns the roots' identities."""
+
+        def find() -> tuple[dict[bytes, tuple[int, int] | None], list[bytes]]:
+            return {root: root_identity(root) for root in self.spec.roots}, list(
+                self.crawler().folders(below)
+            )
+
+        identities, folders = await trio.to_thread.run_sync(find)
+        tree.add(folders)
         return identities
 
     async def _handle(self, tree: InotifyTree) -> None:
@@ -172,8 +181,10 @@ class LibraryWatcher:
             self.jobs.request_scan(self.spec.library_id, ScanMode.MODIFIED)
         for entry, complete in changes.touched:
             self.settler.touch(entry, complete=complete)
+        if changes.renames:
+            self.jobs.note_renames(self.spec.library_id, changes.renames)
         for folder in changes.new_folders:
-            await trio.to_thread.run_sync(self._arm, tree, folder)
+            await self._arm(tree, folder)
         if changes.roots_changed:
             self._roots_changed.set()
 
@@ -206,7 +217,7 @@ class LibraryWatcher:
                     log.info(
                         "library %s: import path %s is available; watching it again", self.spec.name, shown
                     )
-                    await trio.to_thread.run_sync(self._arm, tree, root)
+                    await self._arm(tree, root)
                 self.jobs.request_paths(self.spec.library_id, [ScopeEntry(root, True)])
             identities = now
 

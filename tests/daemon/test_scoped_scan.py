@@ -129,3 +129,15 @@ async def test_a_scoped_path_in_a_vanished_import_path_goes_offline(world):
     os.rename(root, world.external / "unplugged")
     summary = await world.scan(library, ScanMode.MODIFIED, [folder(root)])
     assert summary.offline == 1
+
+
+async def test_a_file_and_its_sidecar_in_one_scope_import_it_once(world):
+    root = world.external / "p"
+    root.mkdir()
+    library = world.library(root)
+    write(root / "x.jpg")
+    write(root / "x.xmp", b"<x/>")
+    write(root / "x.jpg.xmp", b"<y/>")
+    scope = [file(root / "x.jpg"), file(root / "x.xmp"), file(root / "x.jpg.xmp")]
+    summary = await world.scan(library, ScanMode.MODIFIED, scope)
+    assert summary.new == 1 and world.paths(library) == {b(root / "x.jpg")}

@@ -254,3 +254,18 @@ def test_folder_poller_lists_only_changed_folders(tmp_path):
         ScopeEntry(b(root / "a" / "x.jpg"), False), ScopeEntry(b(root / "a" / "z.jpg"), False),
         ScopeEntry(b(root / "c"), True), ScopeEntry(b(root / "b"), True),
     }  # fmt: skip
+
+
+async def test_rename_before_the_content_hash_is_known_is_still_a_move(world, running):
+    running.metadata.paused = True  # no content hash yet: only the kernel's rename pairing can tell
+    root = world.external / "p"
+    write(root / "a.jpg", b"\xff\xd8 fresh")
+    library = world.library(root)
+    await world.scan(library)
+    asset = world.assets(library)[b(root / "a.jpg")]
+    assert asset.content_sha1 is None
+    await eventually(lambda: running.watchers.status(library.id).mode == "inotify")
+    os.rename(root / "a.jpg", root / "b.jpg")
+    await eventually(lambda: set(world.assets(library)) == {b(root / "b.jpg")}, message="move")
+    assert world.assets(library)[b(root / "b.jpg")].id == asset.id
+    running.metadata.paused = False
