@@ -89,6 +89,20 @@ class CrawlReport:
         log.warning("%s", message)
 
 
+@dataclass
+class _Listing:
+    """One folder's media entries (name -> `Crawler._entries` tuple), listed for a targeted crawl."""
+
+    folder: bytes
+    descriptor: int | None = None
+    media: dict[bytes, tuple] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+
 class _Refused(Exception):
     """A folder on the way to a scoped path may not be entered."""
 
@@ -165,7 +179,7 @@ class Crawler:
         The same rules as `files()` apply: the path must lie in an import path, every folder on the way must be
         neither hidden nor excluded, and every folder opened is proven inside the external path. A sidecar entry
         (`x.jpg.xmp`, `x.xmp`) stands for the media files it belongs to."""
-        listed: tuple[bytes, tuple | None] | None = None  # (folder, listing): consecutive files share one
+        listing: _Listing | None = None  # consecutive file entries usually share their folder's listing
         examined: set[bytes] = set()  # `x.jpg` and its sidecar `x.xmp` in one scope: `x.jpg` is examined once
         try:
             for entry in normalize_scope(scope):
@@ -178,33 +192,29 @@ class Crawler:
                     )  # b"0" follows b"/"
                     continue
                 folder, _, name = entry.path.rpartition(b"/")
-                if listed is None or listed[0] != folder:
-                    if listed is not None and listed[1] is not None:
-                        os.close(listed[1][0])
-                    listed = (folder, self._listing(folder))
-                listing = listed[1]
+                if listing is None or listing.folder != folder:
+                    if listing is not None:
+                        listing.close()
+                    listing = self._listing(folder)
                 names = [name]
                 if name[-4:].lower() == b".xmp":
                     base = name[:-4]
-                    candidates = listing[2] if listing is not None else {}
-                    names = sorted(n for n in candidates if n == base or n[: n.rfind(b".")] == base)
+                    names = sorted(n for n in listing.media if n == base or n[: n.rfind(b".")] == base)
                 for media_name in names:
                     path = folder + b"/" + media_name
-                    if path in examined:
-                        continue
-                    examined.add(path)
-                    yield path, path + b"\0", self._listed_file(folder, listing, media_name)
+                    if path not in examined:
+                        examined.add(path)
+                        yield path, path + b"\0", self._listed_file(listing, media_name)
         finally:
-            if listed is not None and listed[1] is not None:
-                os.close(listed[1][0])
+            if listing is not None:
+                listing.close()
 
     def folders(self, below: bytes | None = None) -> Iterator[bytes]:
         """Every folder the crawl would enter (the watcher watches these): from the import paths, or from one
         folder below them. Same rules as `files()`; no file is `stat`ed."""
         self._visited = set()
         for start in self.roots if below is None else [below]:
-            chain = self._open_chain(start)
-            opened = None if chain is None else self._open_folder(start, chain[0], restricted=chain[1])
+            opened = self._enter(start)
             if opened is None:
                 continue
             stack = [opened]
@@ -225,20 +235,21 @@ class Crawler:
                 for _, descriptor, _, _ in stack:
                     os.close(descriptor)
 
-    def _folder_files(self, folder: bytes) -> Iterator[FoundFile]:
+    def _enter(self, folder: bytes) -> tuple | None:
+        """`_open_chain` then `_open_folder`: the folder admitted and listed, ready to walk, or None."""
         chain = self._open_chain(folder)
-        if chain is None:
-            return
-        descriptor, restricted = chain
-        opened = self._open_folder(folder, descriptor, restricted=restricted)
+        return None if chain is None else self._open_folder(folder, chain[0], restricted=chain[1])
+
+    def _folder_files(self, folder: bytes) -> Iterator[FoundFile]:
+        opened = self._enter(folder)
         if opened is not None:
             yield from self._walk(opened)
 
-    def _listing(self, folder: bytes) -> tuple[int, bool, dict[bytes, tuple]] | None:
-        """(descriptor, restricted, {name: entry}) for a folder reached by `_open_chain`, or None."""
+    def _listing(self, folder: bytes) -> _Listing:
+        """The media files of a folder reached by `_open_chain`; none when it cannot be reached or read."""
         chain = self._open_chain(folder)
         if chain is None:
-            return None
+            return _Listing(folder)
         descriptor, restricted = chain
         try:
             with os.scandir(descriptor) as iterator:
@@ -246,16 +257,16 @@ class Crawler:
         except OSError as error:
             os.close(descriptor)
             self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
-            return None
-        return descriptor, restricted, {entry[0]: entry for entry in entries if not entry[1]}
+            return _Listing(folder)
+        if restricted:  # a hidden folder on the way to an import path: none of its files are imported
+            return _Listing(folder, descriptor)
+        return _Listing(folder, descriptor, {entry[0]: entry for entry in entries if not entry[1]})
 
-    def _listed_file(self, folder: bytes, listing: tuple | None, name: bytes) -> Iterator[FoundFile]:
-        if listing is None or listing[1]:
-            return
-        entry = listing[2].get(name)
+    def _listed_file(self, listing: _Listing, name: bytes) -> Iterator[FoundFile]:
+        entry = listing.media.get(name)
         if entry is not None:
             _, _, is_link, is_video, sidecars = entry
-            found = self._file(folder, listing[0], name, is_link, is_video, sidecars)
+            found = self._file(listing.folder, listing.descriptor, name, is_link, is_video, sidecars)
             if found is not None:
                 yield found
 
@@ -293,12 +304,8 @@ class Crawler:
         return descriptor, restricted
 
     def _inside(self, descriptor: int) -> bool:
-        """The open folder lies inside the external path and is not (inside) the data directory."""
         status = os.fstat(descriptor)
-        if (status.st_dev, status.st_ino) == self._data_dir_identity:
-            return False
-        real = os.readlink(f"/proc/self/fd/{descriptor}".encode())
-        return is_within(real, self.external_path) and not is_within(real, self.data_dir)
+        return self._refusal(descriptor, (status.st_dev, status.st_ino)) is None
 
     def _walk(self, opened: tuple) -> Iterator[FoundFile]:
         """Depth-first, entries sorted with folders keyed `name/`, so full paths come out byte-sorted.
@@ -363,22 +370,31 @@ class Crawler:
         return folder, descriptor, iter(self._entries(folder, entries, restricted)), restricted
 
     def _admit(self, folder: bytes, descriptor: int) -> bool:
-        """Proven by its descriptor: not the data directory, not visited (links, loops), inside the external path."""
+        """Proven by its descriptor: not visited (links, loops), and allowed (`_refusal`). Records it as visited."""
         status = os.fstat(descriptor)
         identity = (status.st_dev, status.st_ino)
-        if identity == self._data_dir_identity:
-            self.report.skipped["data directory"] += 1
-            return False
-        if identity in self._visited:
+        if identity in self._visited:  # (the data directory is never visited)
             self.report.skipped["folder already visited (link or loop)"] += 1
             return False
-        real = os.readlink(f"/proc/self/fd/{descriptor}".encode())
-        if not is_within(real, self.external_path) or is_within(real, self.data_dir):
-            self.report.skipped["link outside the external path"] += 1
-            self.report.warn(f"{ASSET_OUTSIDE_MESSAGE}: {_show(folder)} (resolves to {_show(real)})")
+        refusal = self._refusal(descriptor, identity)
+        if refusal is not None:
+            reason, real = refusal
+            self.report.skipped[reason] += 1
+            if real is not None:
+                self.report.warn(f"{ASSET_OUTSIDE_MESSAGE}: {_show(folder)} (resolves to {_show(real)})")
             return False
         self._visited.add(identity)
         return True
+
+    def _refusal(self, descriptor: int, identity: tuple[int, int]) -> tuple[str, bytes | None] | None:
+        """Why an open folder may not be entered — it is the data directory, or it resolves (to the returned real
+        path) outside the external path or inside the data directory — or None."""
+        if identity == self._data_dir_identity:
+            return "data directory", None
+        real = os.readlink(f"/proc/self/fd/{descriptor}".encode())
+        if not is_within(real, self.external_path) or is_within(real, self.data_dir):
+            return "link outside the external path", real
+        return None
 
     def _entries(self, folder: bytes, entries: list, restricted: bool) -> list[tuple]:
         """The folder's candidates as (sort key, is_dir, is_link, is_video, sidecars), sorted by key."""
