@@ -36,6 +36,16 @@ MEDIA_EXTENSIONS = frozenset(e.encode() for e in IMAGE_EXTENSIONS | RAW_EXTENSIO
 VIDEO_EXTENSIONS_BYTES = frozenset(e.encode() for e in VIDEO_EXTENSIONS)
 
 
+def media_or_sidecar_name(name: bytes) -> bool:
+    """A name worth a watcher's or poller's look: not hidden, and a media file or a sidecar. (The crawl decides;
+    exclusions and everything else are its job.)"""
+    if name.startswith(b"."):
+        return False
+    dot = name.rfind(b".")
+    extension = name[dot:].lower() if dot > 0 else b""
+    return extension in MEDIA_EXTENSIONS or extension == b".xmp"
+
+
 class FoundFile(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """A media file the crawl found. A msgspec Struct: cheap to build a million times, and it crosses the pipe
     from the scan worker as a compact msgpack array that decodes straight back into this type."""

@@ -16,7 +16,7 @@ import trio
 from inotify_simple import INotify
 from inotify_simple import flags as f
 
-from .crawl import MEDIA_EXTENSIONS, ScopeEntry
+from .crawl import ScopeEntry, media_or_sidecar_name
 
 MASK = (
     f.CLOSE_WRITE | f.CREATE | f.DELETE | f.MOVED_FROM | f.MOVED_TO | f.ATTRIB | f.MODIFY
@@ -38,15 +38,6 @@ class Changes:
     )  # new path -> old path (paired by inotify's cookie)
     roots_changed: bool = False
     overflow: bool = False
-
-
-def interesting(name: bytes) -> bool:
-    """A file event worth a look: not hidden, and a media file or a sidecar (exclusions are the scan's job)."""
-    if name.startswith(b"."):
-        return False
-    dot = name.rfind(b".")
-    extension = name[dot:].lower() if dot > 0 else b""
-    return extension in MEDIA_EXTENSIONS or extension == b".xmp"
 
 
 class InotifyTree:
@@ -127,7 +118,7 @@ class InotifyTree:
                 if mask & (f.CREATE | f.MOVED_TO):
                     changes.new_folders.append(path)
                 changes.touched.append((ScopeEntry(path, True), True))
-            elif interesting(os.fsencode(event.name)):
+            elif media_or_sidecar_name(os.fsencode(event.name)):
                 changes.touched.append((ScopeEntry(path, False), bool(mask & COMPLETE)))
                 if mask & f.MOVED_FROM:
                     moved_from[event.cookie] = path

@@ -17,9 +17,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from .crawl import ScopeEntry
+from .crawl import ScopeEntry, media_or_sidecar_name
 from .exclusions import ExclusionMatcher
-from .inotify_tree import interesting
 
 FULL_PASS_EVERY = 30  # at the default 10 s interval: every 5 minutes
 RACY_NS = 2_000_000_000  # a folder changed this recently may change again within its mtime's granularity
@@ -56,7 +55,7 @@ class FolderPoller:
                             self.exclusions and self.exclusions.excludes_directory(folder + b"/" + name, name)
                         ):
                             subfolders.add(name)
-                    elif interesting(name):
+                    elif media_or_sidecar_name(name):
                         files.add(name)
         except OSError:
             pass  # unreadable: the targeted scan reports it

@@ -92,11 +92,11 @@ def root_identity(root: bytes) -> tuple[int, int] | None:
 class LibraryWatcher:
     """Watches one library until cancelled. `status` says how."""
 
-    def __init__(self, spec: WatchSpec, jobs: LibraryJobQueue, *, settle: float | None = None):
+    def __init__(self, spec: WatchSpec, jobs: LibraryJobQueue):
         self.spec = spec
         self.jobs = jobs
         self.status = WatchStatus("starting")
-        self.settler = Settler() if settle is None else Settler(settle)
+        self.settler = Settler()
         self._roots_changed = trio.Event()
 
     def crawler(self) -> Crawler:
@@ -118,9 +118,7 @@ class LibraryWatcher:
             try:
                 await self._watch()
                 return
-            except* (
-                WatchLimitReached
-            ) as limits:  # at the start, or later while adding watches for new folders
+            except* WatchLimitReached as limits:  # at the start, or later when watching a new folder
                 reason = f"{limits.exceptions[0]}; falling back to polling"
                 log.warning("library %s (%s): %s", spec.name, spec.library_id, reason)
         await self._poll(reason)
@@ -146,7 +144,8 @@ class LibraryWatcher:
     async def _watch(self) -> None:
         tree = InotifyTree(list(self.spec.roots))
         try:
-            identities = await self._arm(tree, None)
+            identities = await trio.to_thread.run_sync(self._root_identities)
+            await self._arm(tree, None)
             self.status = WatchStatus("inotify")
             log.info("library %s (%s): watching %d folders", self.spec.name, self.spec.library_id,
                      len(tree.folder_of))  # fmt: skip
@@ -159,18 +158,14 @@ class LibraryWatcher:
         finally:
             tree.close()
 
-    async def _arm(self, tree: InotifyTree, below: bytes | None) -> dict[bytes, tuple[int, int] | None]:
-        """Watch every folder the crawl would enter (found in a thread; the tree itself is only ever changed on
-        the trio thread). Returns the roots' identities."""
-
-        def find() -> tuple[dict[bytes, tuple[int, int] | None], list[bytes]]:
-            return {root: root_identity(root) for root in self.spec.roots}, list(
-                self.crawler().folders(below)
-            )
-
-        identities, folders = await trio.to_thread.run_sync(find)
+    async def _arm(self, tree: InotifyTree, below: bytes | None) -> None:
+        """Watch every folder the crawl would enter, from the import paths or from `below` (found in a thread; the
+        tree itself is only ever changed on the trio thread)."""
+        folders = await trio.to_thread.run_sync(lambda: list(self.crawler().folders(below)))
         tree.add(folders)
-        return identities
+
+    def _root_identities(self) -> dict[bytes, tuple[int, int] | None]:
+        return {root: root_identity(root) for root in self.spec.roots}
 
     async def _handle(self, tree: InotifyTree) -> None:
         changes = tree.changes()
@@ -202,9 +197,7 @@ class LibraryWatcher:
             with trio.move_on_after(ROOT_CHECK_SECONDS):
                 await self._roots_changed.wait()
             self._roots_changed = trio.Event()
-            now = await trio.to_thread.run_sync(
-                lambda: {root: root_identity(root) for root in self.spec.roots}
-            )
+            now = await trio.to_thread.run_sync(self._root_identities)
             for root in self.spec.roots:
                 if now[root] == identities[root]:
                     continue
