@@ -19,7 +19,7 @@ import trio
 
 from . import assets as asset_index
 from .crawl import ScopeEntry
-from .errors import FilmrollError
+from .errors import FilmrollError, InvalidInput
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
 from .job_queue import QueueCounts
 from .locks import library_lock
@@ -59,6 +59,10 @@ class LibraryJobQueue:
             if current is not None and current.strength >= mode.strength:
                 return
         self._pending[key] = mode
+        self._wake()
+
+    def _wake(self) -> None:
+        """Work is waiting: the queue is no longer idle, and its worker runs."""
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         self._wakeup.set()
 
@@ -80,8 +84,7 @@ class LibraryJobQueue:
             self.request_scan(library_id, ScanMode.MODIFIED)
             return
         self._pending[("watch", library_id)] = scope
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
-        self._wakeup.set()
+        self._wake()
 
     def note_renames(self, library_id: uuid.UUID, renames: dict[bytes, bytes]) -> None:
         """Renames the watcher saw (new path -> old path), for the library's next targeted scan: they are moves even
@@ -90,6 +93,12 @@ class LibraryJobQueue:
         noted.update(renames)
         if len(noted) > MAX_SCOPE:
             noted.clear()
+
+    def start(self, *, force: bool = False) -> None:
+        """`PUT /api/jobs/library {command:'start'}` (§12.3): the nightly job now, unless the queue is busy."""
+        if self.is_active:
+            raise InvalidInput("Job is already running")
+        self.request_nightly(force=force)
 
     def request_nightly(self, *, force: bool = False) -> None:
         """§12.2: finish libraries stuck in deletion, then scan every external library (modified files, or

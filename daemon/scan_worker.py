@@ -223,7 +223,8 @@ def run(request: ScanRequest, emit) -> None:
         )
         merger.on_full = lambda: emit(merger.take())
 
-        def sent(files: Iterator[FoundFile]) -> Iterator[FoundFile]:
+        def flushing(files: Iterator[FoundFile]) -> Iterator[FoundFile]:
+            """`files`, sending the plan to the daemon whenever it is full."""
             for found in files:
                 yield found
                 if len(merger.plan) >= FRAME_DECISIONS or merger.plan.crawled >= READ_BATCH * 5:
@@ -231,12 +232,12 @@ def run(request: ScanRequest, emit) -> None:
 
         try:
             if request.scope is None:
-                for found in sent(crawler.files()):
+                for found in flushing(crawler.files()):
                     merger.add(found)
                 merger.finish()
             else:
                 for lo, hi, files in crawler.scoped(request.scope):
-                    merger.merge_range(lo, hi, sent(files))
+                    merger.merge_range(lo, hi, flushing(files))
                 merger.close()
             emit(merger.take())
         finally:

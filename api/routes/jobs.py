@@ -93,9 +93,7 @@ async def run_queue_command(name: str, data: QueueCommand) -> Queue:
         raise InvalidInput(f"Invalid job name: {name}")
     jobs = services().library_jobs
     if data.command == "start":
-        if jobs.is_active:
-            raise InvalidInput("Job is already running")
-        jobs.request_nightly(force=bool(data.force))
+        jobs.start(force=bool(data.force))
     elif data.command == "pause":
         jobs.pause()
     elif data.command == "resume":
