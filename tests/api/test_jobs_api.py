@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from tests.api.test_libraries_api import settle
 from tests.library_helpers import write
 
@@ -64,4 +62,3 @@ async def test_only_admins_run_jobs(user):
 async def test_library_response_says_how_it_is_watched(admin, tmp_path):
     library = await external_library(admin, tmp_path)
     assert library["watch"] == {"mode": "off", "reason": "watching is disabled (library.watch.enabled)"}
-    assert os.path.isdir(tmp_path / "external" / "photos")

@@ -61,10 +61,7 @@ async def test_nightly_job_runs_on_schedule_cleans_up_and_rescans(autojump_clock
     root = world.external / "p"
     write(root / "a.jpg")
     scanned = world.library(root)
-    other = world.services.users.create(email="o@example.com", password="pw", name="O", external_path=None)
-    skipped = world.services.libraries.create(
-        world.principal, name="x", import_paths=[], exclusion_patterns=[]
-    )
+    empty = world.services.libraries.create(world.principal, name="x", import_paths=[], exclusion_patterns=[])
     anchor = datetime(2026, 11, 21, 23, 59, 0)
     base = trio.current_time()
     job = NightlyJob(NightlyScanSettings(cron_expression="0 0 * * *"), jobs,
@@ -76,15 +73,11 @@ async def test_nightly_job_runs_on_schedule_cleans_up_and_rescans(autojump_clock
         await trio.sleep(2)
         assert job.runs == 1 and job.next_run == datetime(2026, 11, 23, 0, 0)  # the next one
         assert jobs._pending[("scan", scanned.id)] == ScanMode.MODIFIED
-        assert (
-            "scan",
-            skipped.id,
-        ) in jobs._pending  # no import paths, but an external path: scanned (a no-op)
+        assert ("scan", empty.id) in jobs._pending  # no import paths, but an external path: scanned (a no-op)
         jobs._pending.clear()
         await trio.sleep(24 * 3600)
         assert job.runs == 2
         nursery.cancel_scope.cancel()
-    assert other.external_path is None
 
 
 async def test_nightly_job_warns_about_owners_without_external_path(world, caplog):
