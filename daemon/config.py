@@ -67,6 +67,67 @@ class LibrarySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     watch: WatchSettings = msgspec.field(default_factory=WatchSettings)
 
 
+class ImageOutput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One derived image (`media.md` §2): format, shorter side in pixels, quality."""
+
+    format: Literal["webp", "jpeg"]
+    size: int
+    quality: int = 80
+
+
+class ImageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Immich's `image` system config (`media.md` §2)."""
+
+    thumbnail: ImageOutput = msgspec.field(default_factory=lambda: ImageOutput(format="webp", size=250))
+    preview: ImageOutput = msgspec.field(default_factory=lambda: ImageOutput(format="jpeg", size=1440))
+    colorspace: Literal["p3", "srgb"] = "p3"
+    max_pixels: int = msgspec.field(default=200_000_000, name="maxPixels")
+    """filmroll: a source with more pixels than this is refused as a decompression bomb."""
+
+
+TranscodePolicy = Literal["all", "optimal", "bitrate", "required", "disabled"]
+
+
+class FfmpegSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Immich's `ffmpeg` system config (`media.md` §4), with Immich's defaults."""
+
+    transcode: TranscodePolicy = "required"
+    target_video_codec: Literal["h264"] = msgspec.field(default="h264", name="targetVideoCodec")
+    target_audio_codec: Literal["aac"] = msgspec.field(default="aac", name="targetAudioCodec")
+    accepted_video_codecs: list[str] = msgspec.field(
+        default_factory=lambda: ["h264"], name="acceptedVideoCodecs"
+    )
+    accepted_audio_codecs: list[str] = msgspec.field(
+        default_factory=lambda: ["aac", "mp3", "libopus"], name="acceptedAudioCodecs"
+    )
+    accepted_containers: list[str] = msgspec.field(
+        default_factory=lambda: ["mov", "ogg", "webm"], name="acceptedContainers"
+    )
+    target_resolution: str = msgspec.field(default="720", name="targetResolution")
+    """Shorter side in pixels, or `original` (never scale)."""
+    crf: int = 23
+    preset: str = "ultrafast"
+    max_bitrate: str = msgspec.field(default="0", name="maxBitrate")
+    """`0` = no limit; `k` multiplies by 1000, `m` by 10**6."""
+    threads: int = 0
+    two_pass: bool = msgspec.field(default=False, name="twoPass")
+    tonemap: Literal["hable", "mobius", "reinhard", "disabled"] = "hable"
+    accel: Literal["disabled"] = "disabled"
+
+
+class JobSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-queue concurrency (Immich's `job.<queue>.concurrency`) and worker recycling (filmroll)."""
+
+    metadata_extraction: int = msgspec.field(default=2, name="metadataExtraction")
+    thumbnail_generation: int = msgspec.field(default=2, name="thumbnailGeneration")
+    video_conversion: int = msgspec.field(default=1, name="videoConversion")
+    sidecar: int = 2
+    worker_recycle_after: int = msgspec.field(default=200, name="workerRecycleAfter")
+    """A worker process is replaced after this many jobs (a leaky decoder cannot grow without bound)."""
+    max_attempts: int = msgspec.field(default=3, name="maxAttempts")
+    """A media job that fails this many times is recorded as failed (reason kept on the asset)."""
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ""
     """Where the index, uploads and derived files live. Default: $STATE_DIRECTORY (systemd), else
@@ -79,6 +140,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_format: Literal["auto", "human", "json"] = "auto"
     """`auto`: human-readable on a terminal, one JSON object a line otherwise."""
     library: LibrarySettings = msgspec.field(default_factory=LibrarySettings)
+    image: ImageSettings = msgspec.field(default_factory=ImageSettings)
+    ffmpeg: FfmpegSettings = msgspec.field(default_factory=FfmpegSettings)
+    job: JobSettings = msgspec.field(default_factory=JobSettings)
     config_file: str = ""
     """The TOML file these settings came from, if any (set by `load_settings`, not read from the file)."""
 

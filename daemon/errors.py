@@ -42,9 +42,19 @@ class QuotaExceeded(InvalidInput):
         super().__init__("Quota has been exceeded!")
 
 
+class FileUnavailable(FilmrollError):
+    """The bytes asked for do not exist (yet): an offline or unreadable original, a thumbnail not rendered yet
+    (HTTP 404)."""
+
+
 class StorageFull(FilmrollError):
     """The data directory's filesystem is full (HTTP 507)."""
 
 
 class IndexUnusable(FilmrollError):
     """The index cannot be opened or used (wrong schema version, corrupt file)."""
+
+
+class BadMedia(FilmrollError):
+    """A file cannot be read as the media it claims to be (truncated, corrupt, no decoder, decompression bomb,
+    a video without a video stream). The message names the file and the reason; the asset stays."""
