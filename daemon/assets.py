@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from . import job_queue
-from .index import ASSET_BY_PATH, ASSETS, OFFLINE_BY_SIGNATURE, Txn
+from .index import ASSET_BY_PATH, ASSETS, EXIF, OFFLINE_BY_SIGNATURE, Txn
 from .records import Asset
 
 _MTIME_OFFSET = 1 << 63  # mtimes may be negative; keys must sort as unsigned bytes
@@ -123,9 +123,10 @@ def update(txn: Txn, before: Asset, **changes: object) -> Asset:
 
 
 def remove(txn: Txn, asset: Asset) -> None:
-    """Drop an asset's index entries and pending work. Files on disk are the caller's business (never originals
-    of external libraries)."""
+    """Drop an asset's index entries, metadata and pending work. Files on disk are the caller's business: its
+    derived files (`DerivedFiles.remove_all`, after the commit), never originals of external libraries."""
     txn.delete(ASSETS, asset.id.bytes)
+    txn.delete(EXIF, asset.id.bytes)
     txn.delete(ASSET_BY_PATH, path_key(asset.library_id, asset.original_path))
     if asset.is_offline:
         txn.delete(OFFLINE_BY_SIGNATURE, signature_key(asset))

@@ -20,6 +20,8 @@ from .index import (
     API_KEYS,
     ASSET_BY_PATH,
     ASSETS,
+    EXIF,
+    JOB_FAILURES,
     LIBRARIES,
     META,
     OFFLINE_BY_SIGNATURE,
@@ -67,6 +69,10 @@ def check_index(index: Index) -> list[str]:
         by_path = dict(txn.raw_items(ASSET_BY_PATH))
         offline_signatures = {key for key, _ in txn.raw_items(OFFLINE_BY_SIGNATURE)}
         pending = {queue: _decoded(txn, table, problems) for queue, table in job_queue.QUEUE_TABLES.items()}
+        pending["job_failures"] = {
+            key[:16]: value for key, value in _decoded(txn, JOB_FAILURES, problems).items()
+        }
+        pending["exif"] = _decoded(txn, EXIF, problems)
 
     for table, entries in ((USERS, users), (API_KEYS, api_keys), (LIBRARIES, libraries), (ASSETS, assets)):
         _id_key_matches(table, entries, problems)
@@ -129,7 +135,8 @@ def check_index(index: Index) -> list[str]:
 
 
 def _check_assets(assets, libraries, by_path, offline_signatures, pending, problems: list[str]) -> None:
-    """assets <-> asset_by_path (with the compared fields), offline_by_signature, libraries, pending jobs."""
+    """assets <-> asset_by_path (with the compared fields), offline_by_signature, libraries; pending jobs,
+    failures and metadata belong to existing assets."""
     for asset in assets.values():
         library = libraries.get(asset.library_id.bytes)
         if library is None:
@@ -157,7 +164,7 @@ def _check_assets(assets, libraries, by_path, offline_signatures, pending, probl
     for queue, entries in pending.items():
         for key in entries:
             if key not in assets:
-                problems.append(f"pending {queue}: asset {_uuid(key)} is gone")
+                problems.append(f"{queue}: asset {_uuid(key)} is gone")
 
 
 def _uuid(raw: bytes) -> str:

@@ -25,14 +25,14 @@ import lmdb
 import msgspec
 
 from .errors import IndexUnusable
-from .records import ApiKey, Asset, Library, PendingJob, Session, User
+from .records import ApiKey, Asset, ExifInfo, JobFailure, Library, PendingJob, Session, User
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INITIAL_MAP_SIZE = 256 * 1024 * 1024
 _ENCODER = msgspec.msgpack.Encoder(uuid_format="bytes")
 
@@ -73,6 +73,11 @@ OFFLINE_BY_SIGNATURE: Table[bytes] = Table(
 PENDING_METADATA = Table("pending_metadataExtraction", PendingJob)
 PENDING_THUMBNAILS = Table("pending_thumbnailGeneration", PendingJob)
 PENDING_VIDEO = Table("pending_videoConversion", PendingJob)
+PENDING_SIDECAR = Table("pending_sidecar", PendingJob)
+JOB_FAILURES = Table("job_failures", JobFailure)  # asset id + queue name -> JobFailure
+EXIF = Table(
+    "exif", ExifInfo
+)  # asset id -> ExifInfo (kept apart from Asset: only GET /api/assets/{id} reads it)
 
 TABLES: tuple[Table[Any], ...] = (
     META,
@@ -88,11 +93,21 @@ TABLES: tuple[Table[Any], ...] = (
     PENDING_METADATA,
     PENDING_THUMBNAILS,
     PENDING_VIDEO,
+    PENDING_SIDECAR,
+    JOB_FAILURES,
+    EXIF,
 )
 
 # Schema migrations: MIGRATIONS[n] upgrades an index at version n to n + 1, inside one write transaction.
 Migration = Callable[["Txn"], None]
-MIGRATIONS: Mapping[int, Migration] = {}
+
+
+def _media_pipeline(txn: Txn) -> None:
+    """1 -> 2: assets gained media fields (appended, with defaults) and the media tables appeared (created on
+    open). Nothing to rewrite; the version bump keeps an older filmroll from reading the longer records."""
+
+
+MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline}
 
 
 class Txn:
@@ -156,6 +171,10 @@ class Txn:
         with self.raw.cursor(db=self._dbs[table.name]) as cursor:
             yield cursor
 
+    def clear(self, table: Table[Any]) -> None:
+        """Delete every entry of `table` (the table itself stays)."""
+        self.raw.drop(self._dbs[table.name], delete=False)
+
     def count(self, table: Table[Any]) -> int:
         return self.raw.stat(self._dbs[table.name])["entries"]
 
@@ -181,6 +200,7 @@ class Index:
     ):
         self.path = Path(path)
         self._open_readers = 0
+        self._closed = False
         self.readonly = readonly
         self.schema_version = schema_version
         if not readonly:
@@ -330,6 +350,10 @@ class Index:
         self.env.copy(os.fspath(destination), compact=compact)
 
     def close(self) -> None:
+        """Sync and close (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self.sync()
         self.env.close()
 

@@ -2,8 +2,11 @@
 
 A scan (or upload, or watcher event) enqueues work *in the same write transaction* that creates or changes the
 asset, so a crash can never leave an asset without its pending work, nor work for an asset that does not exist.
-Enqueuing the same (queue, asset) twice merges (a `force` request stays forced). Runners (`daemon.media_jobs`)
-take entries in id order and delete them when done.
+Enqueuing the same (queue, asset) twice merges (a `force` request stays forced). Runners (`daemon.media_queue`)
+take entries in id order and delete them when done; an entry stays while it runs, so a restart resumes it.
+
+A job that fails for good moves to `job_failures` (asset id + queue name -> JobFailure): the reason is shown on
+the asset, counted as the queue's `failed`, and cleared by `clear-failed` or by a later success.
 """
 
 from __future__ import annotations
@@ -14,16 +17,26 @@ from datetime import datetime
 
 import msgspec
 
-from .index import PENDING_METADATA, PENDING_THUMBNAILS, PENDING_VIDEO, Table, Txn
-from .records import PendingJob
+from .index import (
+    JOB_FAILURES,
+    PENDING_METADATA,
+    PENDING_SIDECAR,
+    PENDING_THUMBNAILS,
+    PENDING_VIDEO,
+    Table,
+    Txn,
+)
+from .records import Asset, JobFailure, PendingJob
 
 METADATA = "metadataExtraction"
 THUMBNAILS = "thumbnailGeneration"
 VIDEO = "videoConversion"
+SIDECAR = "sidecar"
 QUEUE_TABLES: dict[str, Table[PendingJob]] = {
     METADATA: PENDING_METADATA,
     THUMBNAILS: PENDING_THUMBNAILS,
     VIDEO: PENDING_VIDEO,
+    SIDECAR: PENDING_SIDECAR,
 }
 
 
@@ -39,28 +52,51 @@ class QueueCounts:
 
 
 def enqueue(txn: Txn, queue: str, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:
+    """Queue work for an asset. A plain request merges into a waiting one; a forced request (the file changed)
+    always writes a fresh entry, so a job already running on the old content sees it and leaves it for a rerun
+    (`finish`)."""
     table = QUEUE_TABLES[queue]
-    existing = txn.get(table, asset_id.bytes)
-    if existing is not None and (existing.force or not force):
+    if not force and txn.get(table, asset_id.bytes) is not None:
         return
     txn.put(table, asset_id.bytes, PendingJob(queued_at=now, force=force))
 
 
-def enqueue_new_many(txn: Txn, asset_keys: list[bytes], now: datetime) -> None:
-    """Work for assets created in this transaction (raw 16-byte ids): nothing can be pending for them yet, so
-    these are blind bulk puts."""
-    txn.put_same(PENDING_METADATA, asset_keys, PendingJob(queued_at=now))
+def enqueue_missing(txn: Txn, asset: Asset, now: datetime) -> None:
+    """An asset back online with its file unchanged: queue only the work it never had done."""
+    if asset.metadata_extracted_at is None:
+        enqueue(txn, METADATA, asset.id, now)
+    if asset.thumbnail_version == 0:
+        enqueue(txn, THUMBNAILS, asset.id, now)
+    if asset.type == "VIDEO" and asset.video_decided_at is None:
+        enqueue(txn, VIDEO, asset.id, now)
 
 
-def enqueue_new_or_changed(txn: Txn, asset_id: uuid.UUID, now: datetime, *, force: bool = False) -> None:
-    """A new or changed original: metadata first (it hashes the content and reads EXIF); the metadata job
-    enqueues thumbnails and, for videos, the transcode decision once it knows the file."""
-    enqueue(txn, METADATA, asset_id, now, force=force)
+def enqueue_new_many(txn: Txn, created: list[Asset], asset_keys: list[bytes], now: datetime) -> None:
+    """Work for assets created in this transaction (with their raw 16-byte ids): metadata and thumbnails for
+    all, the transcode decision for videos. Nothing can be pending for them yet, so these are blind bulk puts."""
+    job = PendingJob(queued_at=now)
+    txn.put_same(PENDING_METADATA, asset_keys, job)
+    txn.put_same(PENDING_THUMBNAILS, asset_keys, job)
+    videos = [key for key, asset in zip(asset_keys, created, strict=True) if asset.type == "VIDEO"]
+    if videos:
+        txn.put_same(PENDING_VIDEO, videos, job)
+
+
+def enqueue_new_or_changed(txn: Txn, asset: Asset, now: datetime, *, force: bool = False) -> None:
+    """A new or changed original: metadata (content hash and EXIF), thumbnails and, for videos, the transcode
+    decision. They run independently: each job reads the file itself."""
+    enqueue(txn, METADATA, asset.id, now, force=force)
+    enqueue(txn, THUMBNAILS, asset.id, now, force=force)
+    if asset.type == "VIDEO":
+        enqueue(txn, VIDEO, asset.id, now, force=force)
 
 
 def drop_all(txn: Txn, asset_id: uuid.UUID) -> None:
+    """An asset is gone: its pending work and failures go with it."""
     for table in QUEUE_TABLES.values():
         txn.delete(table, asset_id.bytes)
+    for key in [key for key, _ in txn.items(JOB_FAILURES, asset_id.bytes)]:
+        txn.delete(JOB_FAILURES, key)
 
 
 def waiting(txn: Txn, queue: str) -> int:
@@ -78,18 +114,57 @@ def take(txn: Txn, queue: str, limit: int) -> list[tuple[uuid.UUID, PendingJob]]
     return taken
 
 
-def finish(txn: Txn, queue: str, asset_id: uuid.UUID) -> None:
-    txn.delete(QUEUE_TABLES[queue], asset_id.bytes)
+def finish(txn: Txn, queue: str, asset_id: uuid.UUID, taken: PendingJob | None = None) -> None:
+    """The job succeeded (or has nothing to do): drop it, and any earlier failure of it. With `taken` (the
+    entry as the job found it), an entry re-queued meanwhile (the file changed again) stays for another run."""
+    table = QUEUE_TABLES[queue]
+    if taken is None or txn.get(table, asset_id.bytes) == taken:
+        txn.delete(table, asset_id.bytes)
+    txn.delete(JOB_FAILURES, failure_key(asset_id, queue))
 
 
-def record_failure(txn: Txn, queue: str, asset_id: uuid.UUID, reason: str, *, max_attempts: int) -> bool:
-    """Count a failed attempt; after `max_attempts` the entry is dropped. Returns True when it was dropped."""
+def record_failure(
+    txn: Txn, queue: str, asset_id: uuid.UUID, reason: str, now: datetime, *, max_attempts: int, final: bool
+) -> bool:
+    """Count a failed attempt. After `max_attempts`, or at once when `final` (bad media fails the same way every
+    time), the job leaves its queue and becomes a JobFailure. Returns True when it failed for good."""
     table = QUEUE_TABLES[queue]
     job = txn.get(table, asset_id.bytes)
     if job is None:
         return False
-    if job.attempts + 1 >= max_attempts:
+    attempts = job.attempts + 1
+    if final or attempts >= max_attempts:
         txn.delete(table, asset_id.bytes)
+        failure = JobFailure(queue=queue, reason=reason, attempts=attempts, failed_at=now)
+        txn.put(JOB_FAILURES, failure_key(asset_id, queue), failure)
         return True
-    txn.put(table, asset_id.bytes, msgspec.structs.replace(job, attempts=job.attempts + 1, last_error=reason))
+    txn.put(table, asset_id.bytes, msgspec.structs.replace(job, attempts=attempts, last_error=reason))
     return False
+
+
+def failure_key(asset_id: uuid.UUID, queue: str) -> bytes:
+    return asset_id.bytes + queue.encode()
+
+
+def failures_of(txn: Txn, asset_id: uuid.UUID) -> list[JobFailure]:
+    return list(txn.values(JOB_FAILURES, asset_id.bytes))
+
+
+def failed_count(txn: Txn, queue: str) -> int:
+    """Failures of one queue (a walk over the failures, which stay few: bad files, not every file)."""
+    return sum(1 for failure in txn.values(JOB_FAILURES) if failure.queue == queue)
+
+
+def clear_failed(txn: Txn, queue: str) -> int:
+    keys = [key for key, failure in txn.items(JOB_FAILURES) if failure.queue == queue]
+    for key in keys:
+        txn.delete(JOB_FAILURES, key)
+    return len(keys)
+
+
+def empty(txn: Txn, queue: str) -> int:
+    """Drop every waiting job of `queue` (Immich's `empty`). Returns how many."""
+    table = QUEUE_TABLES[queue]
+    count = txn.count(table)
+    txn.clear(table)
+    return count

@@ -18,6 +18,7 @@ from collections import OrderedDict
 import trio
 
 from . import assets as asset_index
+from . import derived
 from .crawl import ScopeEntry
 from .errors import FilmrollError, InvalidInput
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
@@ -273,16 +274,18 @@ class LibraryJobQueue:
                         break
             if batch:
 
-                def work(txn: Txn, batch: list[uuid.UUID] = batch) -> int:
-                    count = 0
+                def work(txn: Txn, batch: list[uuid.UUID] = batch) -> list[uuid.UUID]:
+                    gone = []
                     for asset_id in batch:
                         asset = asset_index.get(txn, asset_id)
                         if asset is not None and (asset.is_offline or not only_offline):
                             asset_index.remove(txn, asset)
-                            count += 1
-                    return count
+                            gone.append(asset_id)
+                    return gone
 
-                removed += self.index.write(work)
+                gone = self.index.write(work)
+                removed += len(gone)
+                await trio.to_thread.run_sync(derived.remove_all, derived.derived_root(self.data_dir), gone)
             if last_key is None or len(batch) < REMOVE_BATCH:
                 return removed
             after = last_key

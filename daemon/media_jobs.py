@@ -1,115 +1,301 @@
-"""The media pipeline's worker for the `metadataExtraction` queue.
+"""The media queues' work: what a metadata, thumbnail or transcode job does, daemon side.
 
-Today it does the first part of metadata extraction: the content SHA-1 of each new or changed original, which is
-what lets a later scan recognise a moved file (`libraries.md` §15.1). Reading EXIF/XMP, thumbnails and transcodes
-build on this same queue (media issue); `metadata_extracted_at` stays unset until real metadata is read, so that
-work will find every asset still waiting for it.
-
-Originals are opened read-only through `originals.open_original`, against the owner's *current* external path.
-Hashing runs in worker threads (hashlib releases the GIL; the work is I/O); index writes stay on the trio thread.
+Each handler reads what it needs from the index (a short read transaction), runs the CPU work in a worker process
+(`daemon/worker_tasks.py`), and stores the result in one write transaction. Files it replaced are removed only after
+that commit, so the index never points at a missing derivative. The shared machinery (taking jobs, retries,
+failures, worker processes) is `daemon/media_queue.py`.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
 import os
-import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import trio
 
 from . import assets as asset_index
-from . import job_queue
-from .index import LIBRARIES, USERS, Index, Txn
-from .originals import NotConfined, content_sha1
-from .paths import NO_EXTERNAL_PATH_MESSAGE, os_error_text
+from . import derived, job_queue, worker_tasks
+from .assets import mtime_datetime
+from .config import FfmpegSettings, ImageSettings, Settings
+from .derived import DerivedFiles
+from .errors import BadMedia
+from .index import EXIF, Index, Txn
+from .media_queue import Failure, Group, MediaQueue, Outcomes, Source, Workers, failure_of, locate
+from .originals import NotConfined
+from .records import Asset, ExifInfo, PendingJob
+from .timeutil import utc_now
 
-log = logging.getLogger(__name__)
-
-BATCH = 64
-IDLE_POLL_SECONDS = 0.5
-MAX_ATTEMPTS = 3
+SWAPPED_ORIENTATIONS = {"5", "6", "7", "8"}
 
 
-class MetadataWorker:
-    def __init__(self, index: Index, *, concurrency: int = 2):
-        self.index = index
-        self.limiter = trio.CapacityLimiter(concurrency)
-        self.stats = job_queue.QueueCounts()  # `waiting` is read from the index: see `waiting()`
-        self.paused = False
-
-    def waiting(self) -> int:
-        with self.index.read() as txn:
-            return job_queue.waiting(txn, job_queue.METADATA)
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            with self.index.read() as txn:
-                batch = [] if self.paused else job_queue.take(txn, job_queue.METADATA, BATCH)
-            if not batch:
-                await trio.sleep(IDLE_POLL_SECONDS)
-                continue
-            async with trio.open_nursery() as nursery:
-                for asset_id, _job in batch:
-                    nursery.start_soon(self._process, asset_id)
-
-    async def idle(self) -> None:
-        """Return once the queue is empty and nothing is in flight (for tests and the CLI).
-
-        Polls: work is enqueued inside other components' write transactions, which signal no event."""
-        while self.waiting() or self.stats.active:  # noqa: ASYNC110
-            await trio.sleep(0.05)
-
-    def _locate(self, asset_id: uuid.UUID) -> tuple[bytes, bytes | None] | None:
-        with self.index.read() as txn:
-            asset = asset_index.get(txn, asset_id)
-            if asset is None:
-                return None
-            library = txn.get(LIBRARIES, asset.library_id.bytes)
-            owner = txn.get(USERS, asset.owner_id.bytes)
-        if library is None or owner is None:
-            return None
-        if library.type == "UPLOAD":
-            return asset.original_path, None
-        if owner.external_path is None:
-            raise NotConfined(errno.EACCES, NO_EXTERNAL_PATH_MESSAGE, os.fsdecode(asset.original_path))
-        return asset.original_path, os.fsencode(owner.external_path)
-
-    async def _process(self, asset_id: uuid.UUID) -> None:
-        self.stats.active += 1
-        try:
+def _locate_group(
+    index: Index, queue: str, group: Group, outcomes: Outcomes
+) -> list[tuple[Source, PendingJob]]:
+    """The group's sources. Unconfinable ones fail. Offline ones are done for now: their file is missing, and
+    the scan that brings them back queues what they still lack (`job_queue.enqueue_missing`)."""
+    found, offline = [], []
+    with index.read() as txn:
+        for asset_id, job in group:
             try:
-                located = self._locate(asset_id)
-                if located is None:
-                    self.index.write(lambda txn: job_queue.finish(txn, job_queue.METADATA, asset_id))
-                    return
-                path, root = located
-                digest = await trio.to_thread.run_sync(content_sha1, path, root, limiter=self.limiter)
-            except OSError as error:
-                self._failed(
-                    asset_id, f"{error.filename or asset_id}: {error.strerror or os_error_text(error)}"
-                )
-                return
-            self.index.write(lambda txn: self._store(txn, asset_id, digest))
-            self.stats.completed += 1
-        finally:
-            self.stats.active -= 1
+                source = locate(txn, asset_id)
+            except NotConfined as error:
+                outcomes[asset_id] = failure_of(error)
+                continue
+            if source is None:  # removed meanwhile, with its pending work
+                outcomes[asset_id] = None
+            elif source.asset.is_offline:
+                outcomes[asset_id] = None
+                offline.append((asset_id, job))
+            else:
+                found.append((source, job))
+    if offline:
+
+        def finish(txn: Txn) -> None:
+            for asset_id, job in offline:
+                job_queue.finish(txn, queue, asset_id, job)
+
+        index.write(finish)
+    return found
+
+
+def oriented_size(info: ExifInfo) -> tuple[int | None, int | None]:
+    width, height = info.exif_image_width, info.exif_image_height
+    if info.orientation in SWAPPED_ORIENTATIONS or info.rotation in (90, 270):
+        return height, width
+    return width, height
+
+
+class MetadataJobs:
+    """`metadataExtraction`: EXIF/XMP (sidecar values win), capture dates, dimensions, and the content hash of
+    external files (`media.md` §6)."""
+
+    queue = job_queue.METADATA
+    group_size = 32
+
+    def __init__(self, index: Index):
+        self.index = index
+
+    def wanted(self, asset: Asset, *, force: bool) -> bool:
+        return force or asset.metadata_extracted_at is None
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes:
+        outcomes: Outcomes = {}
+        sources = _locate_group(self.index, self.queue, group, outcomes)
+        if not sources:
+            return outcomes
+        items = [
+            (
+                s.path,
+                s.root,
+                s.asset.sidecar_path,
+                s.root is not None and (job.force or not s.asset.content_sha1),
+            )
+            for s, job in sources
+        ]
+        results = await workers.run(worker_tasks.extract_metadata, items)
+        stored: list[tuple[Source, PendingJob, ExifInfo | None, bytes | None]] = []
+        for (source, job), result in zip(sources, results, strict=True):
+            if isinstance(result, OSError):
+                outcomes[source.asset.id] = failure_of(result, source.path)
+                continue
+            info, digest = result
+            if isinstance(
+                info, BadMedia
+            ):  # unreadable metadata: keep file-based dates (§6.4), store the hash
+                outcomes[source.asset.id] = failure_of(info, source.path)
+                stored.append((source, job, None, digest))
+            else:
+                outcomes[source.asset.id] = None
+                stored.append((source, job, info, digest))
+        self.index.write(lambda txn: self._store(txn, stored, utc_now()))
+        return outcomes
 
     @staticmethod
-    def _store(txn: Txn, asset_id: uuid.UUID, digest: bytes) -> None:
-        asset = asset_index.get(txn, asset_id)
-        if asset is not None and asset.content_sha1 != digest:
-            asset_index.update(txn, asset, content_sha1=digest)
-        job_queue.finish(txn, job_queue.METADATA, asset_id)
+    def _store(
+        txn: Txn, stored: list[tuple[Source, PendingJob, ExifInfo | None, bytes | None]], now: datetime
+    ) -> None:
+        for source, job, info, digest in stored:
+            asset = asset_index.get(txn, source.asset.id)
+            if asset is None:
+                continue
+            changes: dict[str, object] = {}
+            if digest is not None and digest != asset.content_sha1:
+                changes["content_sha1"] = digest
+            if info is not None:
+                txn.put(EXIF, asset.id.bytes, info)
+                changes.update(metadata_changes(asset, info), metadata_extracted_at=now, updated_at=now)
+                job_queue.finish(txn, job_queue.METADATA, asset.id, job)
+            if changes:
+                asset_index.update(txn, asset, **changes)
 
-    def _failed(self, asset_id: uuid.UUID, reason: str) -> None:
-        log.warning("metadata job for asset %s failed: %s", asset_id, reason)
 
-        def work(txn: Txn) -> bool:
-            return job_queue.record_failure(
-                txn, job_queue.METADATA, asset_id, reason, max_attempts=MAX_ATTEMPTS
+def metadata_changes(asset: Asset, info: ExifInfo) -> dict[str, object]:
+    """The asset fields that follow from its metadata (`media.md` §6.1)."""
+    taken = info.date_time_original or mtime_datetime(asset.file_mtime_ns)
+    changes: dict[str, object] = {
+        "file_created_at": taken,
+        # the wall-clock time, labelled UTC (Immich's `localDateTime` convention); aware like every stored time
+        "local_date_time": (info.local_date_time or taken).replace(tzinfo=UTC),
+    }
+    if info.duration_ms is not None:
+        changes["duration_ms"] = info.duration_ms
+    width, height = oriented_size(info)
+    if asset.thumbnail_version == 0 and width and height:  # a render measures them; until then, EXIF's
+        changes["width"], changes["height"] = width, height
+    return changes
+
+
+class ThumbnailJobs:
+    """`thumbnailGeneration`: thumbnail, preview and thumbhash (`media.md` §2, §3), a new version per render."""
+
+    queue = job_queue.THUMBNAILS
+    group_size = 1
+
+    def __init__(self, index: Index, derived: DerivedFiles, image: ImageSettings):
+        self.index = index
+        self.derived = derived
+        self.image = image
+
+    def wanted(self, asset: Asset, *, force: bool) -> bool:
+        return force or asset.thumbnail_version == 0
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes:
+        outcomes: Outcomes = {}
+        for source, job in _locate_group(self.index, self.queue, group, outcomes):
+            outcomes[source.asset.id] = await self._render(workers, source, job)
+        return outcomes
+
+    async def _render(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
+        asset = source.asset
+        version = asset.thumbnail_version + 1
+        thumbnail = self.derived.image_path(asset.id, "thumbnail", version)
+        preview = self.derived.image_path(asset.id, "preview", version)
+        try:
+            rendered = await workers.run(
+                worker_tasks.render, source.path, source.root, asset.type == "VIDEO",
+                str(thumbnail), str(preview), self.image,
+            )  # fmt: skip
+        except Exception as error:
+            return failure_of(error, source.path)  # re-raises what is not a job's failure
+
+        def store(txn: Txn) -> bool:
+            current = asset_index.get(txn, asset.id)
+            if current is None:
+                return False
+            asset_index.update(
+                txn, current, thumbhash=rendered.thumbhash, thumbnail_version=version,
+                width=rendered.width, height=rendered.height, updated_at=utc_now(),
+            )  # fmt: skip
+            job_queue.finish(txn, self.queue, asset.id, job)
+            return True
+
+        if self.index.write(store):
+            await trio.to_thread.run_sync(self.derived.remove_old_versions, asset.id, version)
+        else:  # removed while rendering
+            await trio.to_thread.run_sync(derived.remove_all, self.derived.root, [asset.id])
+        return None
+
+
+class VideoJobs:
+    """`videoConversion`: decide by the transcode policy and transcode, or delete a transcode no longer needed
+    (`media.md` §4)."""
+
+    queue = job_queue.VIDEO
+    group_size = 1
+
+    def __init__(self, index: Index, derived: DerivedFiles, ffmpeg: FfmpegSettings):
+        self.index = index
+        self.derived = derived
+        self.ffmpeg = ffmpeg
+
+    def wanted(self, asset: Asset, *, force: bool) -> bool:
+        return asset.type == "VIDEO" and (force or asset.video_decided_at is None)
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes:
+        outcomes: Outcomes = {}
+        for source, job in _locate_group(self.index, self.queue, group, outcomes):
+            outcomes[source.asset.id] = await self._convert(workers, source, job)
+        return outcomes
+
+    async def _convert(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
+        asset = source.asset
+        output = self.derived.encoded_video(asset.id)
+        try:
+            found, transcoded = await workers.run(
+                worker_tasks.convert_video, source.path, source.root, str(output), self.ffmpeg
             )
+        except Exception as error:
+            return failure_of(error, source.path)  # re-raises what is not a job's failure
 
-        if self.index.write(work):
-            self.stats.failed += 1
+        def store(txn: Txn) -> None:
+            current = asset_index.get(txn, asset.id)
+            if current is None:
+                return
+            changes: dict[str, object] = {"has_encoded_video": transcoded, "video_decided_at": utc_now()}
+            if found.duration_ms is not None:
+                changes["duration_ms"] = found.duration_ms
+            if current.width is None:
+                turned = found.rotation in (90, 270)
+                changes["width"], changes["height"] = (
+                    (found.height, found.width) if turned else (found.width, found.height)
+                )
+            asset_index.update(txn, current, **changes)
+            job_queue.finish(txn, self.queue, asset.id, job)
+
+        self.index.write(store)
+        if not transcoded:  # the policy no longer wants one (§4.3): the original plays
+            await trio.to_thread.run_sync(_unlink_quietly, output)
+        return None
+
+
+def _unlink_quietly(path: os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@dataclass
+class MediaQueues:
+    """The media queues the daemon runs, each with its own workers and concurrency (`[job]` settings)."""
+
+    metadata: MediaQueue
+    thumbnails: MediaQueue
+    video: MediaQueue
+
+    @classmethod
+    def build(cls, index: Index, settings: Settings) -> MediaQueues:
+        files = DerivedFiles(settings.data_dir, settings.image)
+        jobs = settings.job
+        return cls(
+            metadata=MediaQueue(index, MetadataJobs(index), concurrency=jobs.metadata_extraction, jobs=jobs),
+            thumbnails=MediaQueue(
+                index,
+                ThumbnailJobs(index, files, settings.image),
+                concurrency=jobs.thumbnail_generation,
+                jobs=jobs,
+            ),
+            video=MediaQueue(
+                index, VideoJobs(index, files, settings.ffmpeg), concurrency=jobs.video_conversion, jobs=jobs
+            ),
+        )
+
+    def by_name(self) -> dict[str, MediaQueue]:
+        return {queue.name: queue for queue in (self.metadata, self.thumbnails, self.video)}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for queue in self.by_name().values():
+                await nursery.start(queue.run)
+            task_status.started()
+
+    async def idle(self) -> None:
+        """Return once every media queue is idle (a job of one may queue work for another, so loop)."""
+        while True:
+            for queue in self.by_name().values():
+                await queue.idle()
+            if all(
+                not queue.counts().active and not queue.counts().waiting for queue in self.by_name().values()
+            ):
+                return

@@ -108,12 +108,68 @@ class Asset(Record, kw_only=True):
     sidecar_mtime_ns: int | None = None
     metadata_extracted_at: datetime | None = None
     thumbhash: bytes | None = None
+    width: int | None = None
+    """Pixel width after orientation/rotation; None until metadata or a render has told."""
+    height: int | None = None
+    duration_ms: int | None = None
+    """Videos: length in milliseconds."""
+    thumbnail_version: int = 0
+    """Version of the current thumbnail and preview (`daemon.derived`); 0 until the first render. Every render
+    bumps it, so paths and ETags change and no client keeps a stale thumbnail."""
+    has_encoded_video: bool = False
+    """A transcode exists (`daemon.derived`); playback serves it instead of the original."""
+    video_decided_at: datetime | None = None
+    """Videos: when the transcode policy last ran for this asset (None: never decided)."""
+
+
+class ExifInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What metadata extraction read from a file and its sidecar (`media.md` §6.1): the API's `exifInfo`.
+
+    Stored apart from the asset (table `exif`), keyed by field name so fields can be added with defaults.
+    """
+
+    date_time_original: datetime | None = None
+    """The capture instant, UTC."""
+    time_zone: str | None = None
+    """`UTC+2`, `UTC-7`, `UTC+5:30`, or an IANA name; None when the file gave no offset."""
+    local_date_time: datetime | None = None
+    """The capture wall-clock time in its own zone (naive)."""
+    modify_date: datetime | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    make: str | None = None
+    model: str | None = None
+    lens_model: str | None = None
+    exposure_time: str | None = None
+    f_number: float | None = None
+    focal_length: float | None = None
+    iso: int | None = None
+    orientation: str | None = None
+    exif_image_width: int | None = None
+    exif_image_height: int | None = None
+    description: str | None = None
+    rating: int | None = None
+    projection_type: str | None = None
+    duration_ms: int | None = None
+    fps: float | None = None
+    rotation: int | None = None
 
 
 class PendingJob(Record, kw_only=True):
-    """A unit of media work waiting for its queue (key: queue name, NUL, asset id). Enqueuing twice merges."""
+    """A unit of media work waiting in its queue's table (key: asset id). Enqueuing twice merges. It stays there
+    while it runs and is deleted when it is done, so a restart resumes it."""
 
     queued_at: datetime
     force: bool = False
     attempts: int = 0
     last_error: str | None = None
+
+
+class JobFailure(Record, kw_only=True):
+    """A media job that failed for good (key: asset id + queue name): shown on the asset and counted as the
+    queue's `failed` until `clear-failed` or a later success."""
+
+    queue: str
+    reason: str
+    attempts: int
+    failed_at: datetime

@@ -30,7 +30,7 @@ from enum import StrEnum
 import msgspec
 import trio
 
-from . import assets, job_queue
+from . import assets, derived, job_queue
 from .crawl import CrawlReport, FoundFile, ScopeEntry
 from .errors import FilmrollError, InvalidInput
 from .ids import new_ids
@@ -299,7 +299,7 @@ class LibraryScan:
                 new_external_asset(self.library, found, now, asset_id)
                 for found, asset_id in zip(plan.new, new_ids(len(plan.new)), strict=True)
             ]
-            job_queue.enqueue_new_many(txn, assets.insert_many(txn, created), now)
+            job_queue.enqueue_new_many(txn, created, assets.insert_many(txn, created), now)
             went_offline = []
             for asset_id in plan.offline:
                 asset = assets.get_by_key(txn, asset_id)
@@ -312,13 +312,15 @@ class LibraryScan:
                 changes = file_changes(found) if refresh else {}
                 assets.update(txn, asset, is_offline=False, updated_at=now, **changes)
                 if refresh:
-                    job_queue.enqueue_new_or_changed(txn, asset.id, now, force=True)
+                    job_queue.enqueue_new_or_changed(txn, asset, now, force=True)
+                else:
+                    job_queue.enqueue_missing(txn, asset, now)
             for asset_id, found in plan.refresh:
                 asset = assets.get_by_key(txn, asset_id)
                 if asset is None:
                     continue
                 assets.update(txn, asset, updated_at=now, **file_changes(found))
-                job_queue.enqueue_new_or_changed(txn, asset.id, now, force=True)
+                job_queue.enqueue_new_or_changed(txn, asset, now, force=True)
             return created, went_offline
 
         created, went_offline = self.index.write(work)
@@ -397,13 +399,14 @@ class LibraryScan:
                 if created_id is not None:  # imported earlier in this scan before we knew: fold it back
                     duplicate = assets.get(txn, created_id)
                     if duplicate is not None:
-                        assets.remove(txn, duplicate)
+                        assets.remove(txn, duplicate)  # its derived files (if already rendered) go below
                 current = assets.get(txn, old.id)
                 if current is not None:
                     assets.update(txn, current, original_path=found.path, is_offline=False, updated_at=now,
                                   **file_changes(found))  # fmt: skip
 
         self.index.write(work)
+        derived.remove_all(derived.derived_root(self.data_dir), [c for _, _, c in moves if c is not None])
         self.summary.moved += len(moves)
         self.summary.new -= sum(1 for _, _, created_id in moves if created_id is not None)
         went_offline_now = set(self._went_offline)  # a move of a file that vanished in this scan: not offline

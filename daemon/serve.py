@@ -86,7 +86,7 @@ async def serve(
             nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
             async with trio.open_nursery() as jobs:
                 await jobs.start(services.library_jobs.run)
-                await jobs.start(services.metadata.run)
+                await jobs.start(services.media.run)
                 await jobs.start(services.watchers.run)
                 await jobs.start(services.nightly.run)
                 async with trio.open_nursery() as http:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .api_keys import ApiKeyService
+from .asset_service import AssetService
 from .auth import AuthService
 from .config import Settings
+from .derived import DerivedFiles
 from .index import Index
 from .libraries import LibraryService
 from .library_jobs import LibraryJobQueue
-from .media_jobs import MetadataWorker
+from .media_jobs import MediaQueues
 from .nightly import NightlyJob
 from .users import UserService
 from .watchers import WatchService
@@ -25,7 +27,8 @@ class Services:
     api_keys: ApiKeyService
     libraries: LibraryService
     library_jobs: LibraryJobQueue
-    metadata: MetadataWorker
+    media: MediaQueues
+    assets: AssetService
     watchers: WatchService
     nightly: NightlyJob
 
@@ -37,6 +40,7 @@ class Services:
         watchers = WatchService(index, settings.library.watch, library_jobs, settings.data_dir)
         libraries = LibraryService(index, settings.data_dir, library_jobs)
         libraries.on_change = watchers.reconcile
+        media = MediaQueues.build(index, settings)
         return cls(
             settings=settings,
             index=index,
@@ -45,7 +49,8 @@ class Services:
             api_keys=ApiKeyService(index),
             libraries=libraries,
             library_jobs=library_jobs,
-            metadata=MetadataWorker(index),
+            media=media,
+            assets=AssetService(index, DerivedFiles(settings.data_dir, settings.image), media),
             watchers=watchers,
             nightly=NightlyJob(settings.library.scan, library_jobs),
         )

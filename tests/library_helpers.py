@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import trio
+
 from daemon import assets as asset_index
 from daemon.access import Principal
 from daemon.check import check_index
@@ -56,6 +58,14 @@ class World:
         summary = await scan.run()
         assert check_index(self.services.index) == []
         return summary
+
+    async def process_media(self, timeout: float = 60) -> None:
+        """Run the media queues (real worker processes) until nothing waits or runs."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.services.media.run)
+            with trio.fail_after(timeout):
+                await self.services.media.idle()
+            nursery.cancel_scope.cancel()
 
     def assets(self, library: Library) -> dict[bytes, Asset]:
         """path -> asset, for every asset of the library."""

@@ -290,11 +290,8 @@ async def test_sidecars(world):  # §10
 
 
 async def hashed(world):
-    """Let the metadata worker hash every pending original."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(world.services.metadata.run)
-        await world.services.metadata.idle()
-        nursery.cancel_scope.cancel()
+    """Let the media queues hash every pending original."""
+    await world.process_media()
 
 
 async def test_moves_keep_identity(world):  # §15.1

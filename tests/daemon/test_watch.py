@@ -34,7 +34,7 @@ def settings(settings):
 @pytest.fixture
 async def running(services, nursery):
     await nursery.start(services.library_jobs.run)
-    await nursery.start(services.metadata.run)
+    await nursery.start(services.media.run)
     await nursery.start(lambda task_status: services.watchers.run(catch_up=False, task_status=task_status))
     yield services
     assert check_index(services.index) == []
@@ -76,7 +76,7 @@ async def test_rename_is_a_move_and_keeps_the_id(world, running):
     write(root / "a.jpg", b"\xff\xd8 unique content")
     library = world.library(root)
     await world.scan(library)
-    await running.metadata.idle()  # the content hash that recognises the move
+    await running.media.metadata.idle()  # the content hash that recognises the move
     asset_id = world.assets(library)[b(root / "a.jpg")].id
     await eventually(lambda: running.watchers.status(library.id).mode == "inotify")
     os.makedirs(root / "sorted")
@@ -257,7 +257,7 @@ def test_folder_poller_lists_only_changed_folders(tmp_path):
 
 
 async def test_rename_before_the_content_hash_is_known_is_still_a_move(world, running):
-    running.metadata.paused = True  # no content hash yet: only the kernel's rename pairing can tell
+    running.media.metadata.paused = True  # no content hash yet: only the kernel's rename pairing can tell
     root = world.external / "p"
     write(root / "a.jpg", b"\xff\xd8 fresh")
     library = world.library(root)
@@ -268,4 +268,4 @@ async def test_rename_before_the_content_hash_is_known_is_still_a_move(world, ru
     os.rename(root / "a.jpg", root / "b.jpg")
     await eventually(lambda: set(world.assets(library)) == {b(root / "b.jpg")}, message="move")
     assert world.assets(library)[b(root / "b.jpg")].id == asset.id
-    running.metadata.paused = False
+    running.media.metadata.paused = False

@@ -1,0 +1,316 @@
+"""One media queue at work: its durable pending table, its worker processes, its counters and commands.
+
+The queue's *work* (what a job does) is a `JobHandler` (`daemon/media_jobs.py`); this module is the machinery
+every queue shares:
+- jobs are taken from the queue's pending table in id order and stay there while they run, so a restart (or a
+  crash) resumes them; up to `concurrency` groups run at once, fed continuously (a slow job never idles the rest);
+- CPU work runs in the queue's own trio-parallel worker processes, retired after `workerRecycleAfter` jobs. A
+  decoder that crashes kills its worker process (`BrokenWorkerError`), never the daemon: the job counts a failed
+  attempt and a fresh worker takes the next one;
+- a failed attempt is retried up to `maxAttempts`; bad media fails at once (it fails the same way every time).
+  Either way the reason is recorded (`job_queue.record_failure`) and shown on the asset;
+- `start` (Immich's command) enqueues what the handler selects, in batches of short write transactions;
+  `pause` stops taking jobs (running ones finish); `empty` drops the waiting ones; `clear-failed` forgets failures.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import trio
+import trio_parallel
+
+from . import assets as asset_index
+from . import job_queue
+from .config import JobSettings
+from .errors import BadMedia, InvalidInput
+from .index import ASSETS, LIBRARIES, USERS, Index, Txn
+from .originals import NotConfined
+from .paths import NO_EXTERNAL_PATH_MESSAGE, os_error_text
+from .records import Asset, PendingJob
+from .timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+IDLE_POLL_SECONDS = 0.5
+START_BATCH = 5_000
+WORKER_IDLE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a job reads an asset's original: its path and the root it must stay inside (None for uploads)."""
+
+    asset: Asset
+    path: bytes
+    root: bytes | None
+
+
+class Failure(Exception):
+    """A job's attempt failed; `final` when retrying cannot help (bad media)."""
+
+    def __init__(self, reason: str, *, final: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.final = final
+
+
+Group = list[tuple[uuid.UUID, PendingJob]]
+Outcomes = dict[uuid.UUID, Failure | None]
+"""Per asset of a group: None when its job is done (the handler has written the result), else its Failure."""
+
+
+class Workers:
+    """The queue's worker processes, as the handler sees them."""
+
+    def __init__(self, context: trio_parallel.WorkerContext):
+        self._context = context
+        self._limiter = trio.CapacityLimiter(math.inf)  # the queue's own limiter gates how many run
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(*args)` in a worker process; cancelling kills that worker. Raises what it raises, or
+        trio_parallel.BrokenWorkerError when the process died."""
+        return await self._context.run_sync(function, *args, kill_on_cancel=True, limiter=self._limiter)
+
+
+class JobHandler(Protocol):
+    queue: str
+    group_size: int
+    """How many jobs go to one worker call (metadata batches files for exiftool; renders go one by one)."""
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes: ...
+
+    def wanted(self, asset: Asset, *, force: bool) -> bool:
+        """For `start`: does this asset need this queue's work (all of them with `force`)?"""
+        ...
+
+
+def locate(txn: Txn, asset_id: uuid.UUID) -> Source | None:
+    """The asset's original and its confinement root; None when the asset (or its library) is gone.
+    Raises NotConfined for an external asset whose owner has no external path (§3.3)."""
+    asset = asset_index.get(txn, asset_id)
+    if asset is None:
+        return None
+    library = txn.get(LIBRARIES, asset.library_id.bytes)
+    owner = txn.get(USERS, asset.owner_id.bytes)
+    if library is None or owner is None:
+        return None
+    if library.type == "UPLOAD":
+        return Source(asset, asset.original_path, None)
+    if owner.external_path is None:
+        raise NotConfined(13, NO_EXTERNAL_PATH_MESSAGE, asset.original_path.decode(errors="replace"))
+    return Source(asset, asset.original_path, owner.external_path.encode())
+
+
+def failure_of(error: BaseException, path: bytes | None = None) -> Failure:
+    """The Failure a worker's exception stands for, with a reason that names the file."""
+    if isinstance(error, BadMedia):
+        return Failure(str(error), final=True)
+    if isinstance(error, NotConfined):
+        return Failure(f"{error.filename}: {error.strerror}", final=True)
+    if isinstance(error, OSError):
+        name = error.filename or (path.decode(errors="replace") if path else "")
+        return Failure(f"{name}: {error.strerror or os_error_text(error)}", final=False)
+    if isinstance(error, trio_parallel.BrokenWorkerError):
+        name = path.decode(errors="replace") if path else "the file"
+        return Failure(f"{name}: the worker process died while reading it ({error})", final=False)
+    raise error
+
+
+def _retire_after(limit: int) -> bool:
+    """Runs in the worker after each job: retire it after `limit` jobs (module-level so it pickles)."""
+    global _jobs_done
+    _jobs_done += 1
+    return _jobs_done >= limit
+
+
+_jobs_done = 0
+
+
+class MediaQueue:
+    def __init__(self, index: Index, handler: JobHandler, *, concurrency: int, jobs: JobSettings):
+        self.index = index
+        self.handler = handler
+        self.name = handler.queue
+        self.concurrency = max(1, concurrency)
+        self.jobs = jobs
+        self.paused = False
+        self.completed = 0
+        self._in_flight: set[uuid.UUID] = set()
+        self._wake = trio.Event()
+        self._start_force: bool | None = None
+        """A `start` the runner has yet to carry out (its `force`)."""
+
+    # -- status and commands (Immich's PUT /api/jobs/{name}) ---------------------------------------------
+
+    def counts(self) -> job_queue.QueueCounts:
+        with self.index.read() as txn:
+            pending = job_queue.waiting(txn, self.name)
+            failed = job_queue.failed_count(txn, self.name)
+        active = len(self._in_flight)
+        waiting = max(0, pending - active)
+        return job_queue.QueueCounts(
+            active=active,
+            completed=self.completed,
+            failed=failed,
+            waiting=0 if self.paused else waiting,
+            paused=waiting if self.paused else 0,
+        )
+
+    @property
+    def is_active(self) -> bool:
+        counts = self.counts()
+        return self._start_force is not None or bool(counts.active or counts.waiting or counts.paused)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._wake.set()
+
+    def empty(self) -> None:
+        """Drop every waiting job (running ones finish)."""
+        self.index.write(lambda txn: job_queue.empty(txn, self.name))
+
+    def clear_failed(self) -> None:
+        self.index.write(lambda txn: job_queue.clear_failed(txn, self.name))
+
+    def start(self, *, force: bool) -> None:
+        """Immich's `start`: queue every asset the handler wants (`force`: all of its kind). The runner does
+        the enqueuing, in short write transactions. Raises InvalidInput `Job is already running` while the
+        queue has work."""
+        if self.is_active:
+            raise InvalidInput("Job is already running")
+        self._start_force = force
+        self._wake.set()
+
+    async def _enqueue_wanted(self, force: bool) -> int:
+        queued = 0
+        after: bytes | None = None
+        while True:
+            with self.index.read() as txn:
+                chunk, after = _wanted_slice(txn, self.handler, force=force, after=after)
+            if chunk:
+
+                def work(txn: Txn, chunk: list[uuid.UUID] = chunk, now: datetime = utc_now()) -> None:
+                    for asset_id in chunk:
+                        job_queue.enqueue(txn, self.name, asset_id, now, force=force)
+
+                self.index.write(work)
+                queued += len(chunk)
+            if after is None:
+                break
+            await trio.lowlevel.checkpoint()
+        log.info("queue %s: started (%s), %d jobs queued", self.name, "all" if force else "missing", queued)
+        return queued
+
+    # -- the runner --------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run jobs until cancelled. Cancelling kills the running workers; their jobs stay pending."""
+        retire = functools.partial(_retire_after, max(1, self.jobs.worker_recycle_after))
+        async with (
+            trio_parallel.open_worker_context(
+                idle_timeout=WORKER_IDLE_SECONDS, retire=retire, grace_period=5
+            ) as context,
+            trio.open_nursery() as nursery,
+        ):
+            workers = Workers(context)
+            slots = trio.Semaphore(self.concurrency)  # released by the group's task, so not a CapacityLimiter
+            task_status.started()
+            while True:
+                if self._start_force is not None:
+                    await self._enqueue_wanted(self._start_force)
+                    self._start_force = None
+                await slots.acquire()
+                group = self._take() if not self.paused else []
+                if not group:
+                    slots.release()
+                    self._wake = trio.Event()
+                    with trio.move_on_after(IDLE_POLL_SECONDS):
+                        await self._wake.wait()
+                    continue
+                self._in_flight.update(asset_id for asset_id, _ in group)
+                nursery.start_soon(self._run_group, workers, group, slots)
+
+    async def idle(self) -> None:
+        """Return once nothing is waiting or running (tests, the CLI). Polls: work is enqueued inside other
+        components' write transactions, which signal no event."""
+        while True:
+            counts = self.counts()
+            if not (counts.active or counts.waiting or self._start_force is not None):
+                return
+            await trio.sleep(0.05)
+
+    def _take(self) -> Group:
+        group: Group = []
+        with self.index.read() as txn:
+            for key, job in txn.items(job_queue.QUEUE_TABLES[self.name]):
+                asset_id = uuid.UUID(bytes=key)
+                if asset_id not in self._in_flight:
+                    group.append((asset_id, job))
+                    if len(group) >= self.handler.group_size:
+                        break
+        return group
+
+    async def _run_group(self, workers: Workers, group: Group, slots: trio.Semaphore) -> None:
+        try:
+            try:
+                outcomes = await self.handler.run(workers, group)
+            except trio_parallel.BrokenWorkerError as error:
+                outcomes = {asset_id: failure_of(error) for asset_id, _ in group}
+            except Exception as error:  # a bug in a handler must not stop the queue: record it, carry on
+                log.exception("queue %s: job failed unexpectedly", self.name)
+                outcomes = {
+                    asset_id: Failure(f"internal error: {error!r}", final=False) for asset_id, _ in group
+                }
+            self._record(outcomes)
+        finally:
+            self._in_flight.difference_update(asset_id for asset_id, _ in group)
+            slots.release()
+            self._wake.set()
+
+    def _record(self, outcomes: Outcomes) -> None:
+        failures = {asset_id: failure for asset_id, failure in outcomes.items() if failure is not None}
+        self.completed += len(outcomes) - len(failures)
+        if not failures:
+            return
+        now = utc_now()
+
+        def work(txn: Txn) -> list[tuple[uuid.UUID, Failure, bool]]:
+            return [
+                (asset_id, failure, job_queue.record_failure(
+                    txn, self.name, asset_id, failure.reason, now,
+                    max_attempts=self.jobs.max_attempts, final=failure.final,
+                ))
+                for asset_id, failure in failures.items()
+            ]  # fmt: skip
+
+        for asset_id, failure, for_good in self.index.write(work):
+            log.warning(
+                "%s job for asset %s %s: %s",
+                self.name, asset_id, "failed" if for_good else "failed, will retry", failure.reason,
+            )  # fmt: skip
+
+
+def _wanted_slice(
+    txn: Txn, handler: JobHandler, *, force: bool, after: bytes | None
+) -> tuple[list[uuid.UUID], bytes | None]:
+    """The wanted assets among the next START_BATCH after key `after`, and the key to continue after (None at
+    the end)."""
+    wanted: list[uuid.UUID] = []
+    for count, (key, asset) in enumerate(txn.items(ASSETS, after=after), start=1):
+        if handler.wanted(asset, force=force):
+            wanted.append(asset.id)
+        if count >= START_BATCH:
+            return wanted, key
+    return wanted, None

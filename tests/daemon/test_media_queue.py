@@ -1,0 +1,182 @@
+"""The media queue machinery with real worker processes: durable jobs, retries, crashing workers, recycling,
+and Immich's queue commands. The job here is a small stand-in (its worker function lives in this module), so
+each test controls exactly how the work behaves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from daemon import job_queue
+from daemon.config import JobSettings
+from daemon.errors import BadMedia, InvalidInput
+from daemon.index import Index
+from daemon.media_queue import Group, MediaQueue, Outcomes, Workers, failure_of
+from daemon.records import Asset
+from daemon.timeutil import utc_now
+from tests.library_helpers import write
+
+
+def worker_pid(_: str) -> int:
+    return os.getpid()
+
+
+def behave(how: str) -> int:
+    """The stand-in job, run in a worker process: `ok`, `bad` (bad media), `crash-once:<marker file>` (the
+    worker dies the first time, as a crashing decoder would), `crash` (dies every time)."""
+    if how == "bad":
+        raise BadMedia("/photos/broken.jpg: not a JPEG file")
+    if how.startswith("crash-once:"):
+        marker = Path(how.split(":", 1)[1])
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+    if how == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+class StandIn:
+    """A handler whose work is `behave(self.how[asset])` in a worker, one asset per call."""
+
+    queue = job_queue.THUMBNAILS
+    group_size = 1
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.how: dict[uuid.UUID, str] = {}
+        self.pids: list[int] = []
+
+    def wanted(self, asset: Asset, *, force: bool) -> bool:
+        return force or asset.thumbnail_version == 0
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes:
+        outcomes: Outcomes = {}
+        for asset_id, job in group:
+            try:
+                self.pids.append(await workers.run(behave, self.how.get(asset_id, "ok")))
+            except BadMedia as error:
+                outcomes[asset_id] = failure_of(error)
+                continue
+            outcomes[asset_id] = None
+            self.index.write(lambda txn, a=asset_id, j=job: job_queue.finish(txn, self.queue, a, j))
+        return outcomes
+
+
+@pytest.fixture
+async def assets(world) -> list[uuid.UUID]:
+    for name in "abcde":
+        write(world.external / "p" / f"{name}.jpg")
+    library = world.library(world.external / "p")
+    await world.scan(library)
+    # the scan queued real media work: this file's tests use the thumbnail queue's table on their own
+    for queue in job_queue.QUEUE_TABLES:
+        world.services.index.write(lambda txn, q=queue: job_queue.empty(txn, q))
+    return sorted(asset.id for asset in world.assets(library).values())
+
+
+def enqueue(index: Index, asset_ids: list[uuid.UUID]) -> None:
+    now = utc_now()
+    index.write(lambda txn: [job_queue.enqueue(txn, job_queue.THUMBNAILS, a, now) for a in asset_ids])
+
+
+async def run_until_idle(queue: MediaQueue, timeout: float = 30) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(queue.run)
+        with trio.fail_after(timeout):
+            await queue.idle()
+        nursery.cancel_scope.cancel()
+
+
+def make_queue(index: Index, handler: StandIn, **settings: int) -> MediaQueue:
+    return MediaQueue(index, handler, concurrency=2, jobs=JobSettings(**settings))
+
+
+async def test_jobs_run_and_leave_the_queue(world, assets):
+    handler = StandIn(world.services.index)
+    queue = make_queue(world.services.index, handler)
+    enqueue(world.services.index, assets)
+    await run_until_idle(queue)
+    assert len(handler.pids) == 5 and os.getpid() not in handler.pids  # in worker processes
+    counts = queue.counts()
+    assert (counts.waiting, counts.active, counts.failed, counts.completed) == (0, 0, 0, 5)
+
+
+async def test_bad_media_fails_at_once_and_the_reason_is_kept(world, assets):
+    handler = StandIn(world.services.index)
+    handler.how[assets[0]] = "bad"
+    queue = make_queue(world.services.index, handler)
+    enqueue(world.services.index, assets)
+    await run_until_idle(queue)
+    with world.services.index.read() as txn:
+        (failure,) = job_queue.failures_of(txn, assets[0])
+    assert failure.attempts == 1 and failure.reason == "/photos/broken.jpg: not a JPEG file"
+    assert queue.counts().failed == 1 and queue.counts().completed == 4
+
+
+@pytest.mark.allow_error_logs
+async def test_a_worker_that_dies_costs_one_attempt_and_the_daemon_carries_on(world, assets, tmp_path):
+    handler = StandIn(world.services.index)
+    handler.how[assets[1]] = f"crash-once:{tmp_path / 'crashed'}"
+    handler.how[assets[2]] = "crash"
+    queue = make_queue(world.services.index, handler, max_attempts=3)
+    enqueue(world.services.index, assets)
+    await run_until_idle(queue, timeout=60)
+    with world.services.index.read() as txn:
+        assert job_queue.failures_of(txn, assets[1]) == []  # the retry, in a fresh worker, succeeded
+        (failure,) = job_queue.failures_of(txn, assets[2])
+    assert failure.attempts == 3 and "worker process died" in failure.reason
+    assert queue.counts().completed == 4
+
+
+async def test_workers_are_recycled_after_n_jobs(world, assets):
+    handler = StandIn(world.services.index)
+    queue = MediaQueue(world.services.index, handler, concurrency=1, jobs=JobSettings(worker_recycle_after=2))
+    enqueue(world.services.index, assets)
+    await run_until_idle(queue)
+    assert len(set(handler.pids)) == 3  # 5 jobs, 2 per worker
+
+
+async def test_pending_jobs_survive_a_restart(world, assets, tmp_path):
+    enqueue(world.services.index, assets)
+    copy = tmp_path / "restarted"
+    world.services.index.copy_to(copy, compact=False)  # the index as a killed daemon leaves it on disk
+    with Index(copy) as reopened:
+        handler = StandIn(reopened)
+        queue = make_queue(reopened, handler)
+        assert queue.counts().waiting == 5
+        await run_until_idle(queue)
+        assert queue.counts().completed == 5
+        assert job_queue.THUMBNAILS not in {f.queue for a in assets for f in _failures(reopened, a)}
+
+
+def _failures(index: Index, asset_id: uuid.UUID) -> list:
+    with index.read() as txn:
+        return job_queue.failures_of(txn, asset_id)
+
+
+async def test_commands_pause_resume_empty_start(world, assets):
+    handler = StandIn(world.services.index)
+    queue = make_queue(world.services.index, handler)
+    queue.start(force=False)  # every asset lacks a thumbnail
+    with pytest.raises(InvalidInput, match="Job is already running"):
+        queue.start(force=False)
+    queue.pause()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(queue.run)
+        await trio.sleep(1)
+        counts = queue.counts()
+        assert handler.pids == [] and counts.paused == 5 and counts.waiting == 0
+        queue.empty()
+        assert queue.counts().paused == 0
+        queue.resume()
+        queue.start(force=True)
+        with trio.fail_after(30):
+            await queue.idle()
+        nursery.cancel_scope.cancel()
+    assert len(handler.pids) == 5
