@@ -19,7 +19,7 @@ from daemon.services import Services
 
 from .access import enforce_access
 from .errors import install_error_handlers
-from .routes import api_keys, auth, jobs, libraries, server, users
+from .routes import api_keys, assets, auth, jobs, libraries, server, users
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 PUBLIC_DOCUMENTATION_ENDPOINTS = ("openapi", "swagger_ui")
@@ -87,6 +87,7 @@ def create_app(services: Services) -> Quart:
         users.blueprint,
         api_keys.blueprint,
         libraries.blueprint,
+        assets.blueprint,
         jobs.blueprint,
     ):
         app.register_blueprint(blueprint)

@@ -11,10 +11,11 @@ from http import HTTPStatus
 
 from quart import Quart, Response, g, jsonify, request
 from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
 
 from daemon.errors import (
     AuthenticationRequired,
+    FileUnavailable,
     FilmrollError,
     Forbidden,
     InvalidInput,
@@ -29,6 +30,7 @@ _STATUS_OF: list[tuple[type[FilmrollError], int]] = [
     (AuthenticationRequired, 401),
     (Forbidden, 403),
     (StorageFull, 507),
+    (FileUnavailable, 404),
     (InvalidInput, 400),
 ]
 
@@ -66,6 +68,10 @@ def install_error_handlers(app: Quart) -> None:
             return error_response(404, f"Cannot {request.method} {request.path}")
         if status == 400:
             return error_response(400, "Malformed request body" if request.method != "GET" else "Bad request")
+        if isinstance(error, RequestedRangeNotSatisfiable):
+            response = error_response(416, "Range Not Satisfiable")
+            response.headers["Content-Range"] = f"{error.units} */{error.length}"
+            return response
         return error_response(status, error.description or HTTPStatus(status).phrase)
 
     @app.errorhandler(Exception)

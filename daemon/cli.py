@@ -1,4 +1,4 @@
-"""The `filmroll` command: `serve`, `check`, `user …`.
+"""The `filmroll` command: `serve`, `check`, `user …`, `library …`, `jobs`.
 
 Exit codes: 0 success, 1 a check found problems or an operation was refused, 2 bad usage or settings.
 The `user` commands act on the index directly (LMDB lets them run beside a running daemon) and are meant for the
@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__, cli_library
+from . import __version__, cli_jobs, cli_library
 from .check import check_index
 from .config import Settings, load_settings
 from .credentials import new_secret
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     external.add_argument("email")
     external.add_argument("path")
     cli_library.add_commands(commands, _add_settings_arguments)
+    cli_jobs.add_commands(commands, _add_settings_arguments)
     return parser
 
 
@@ -153,6 +154,12 @@ def _library_command(args: argparse.Namespace) -> int:
         return cli_library.run(args, services)
 
 
+def _jobs_command(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with Index(settings.index_path, readonly=True) as index:
+        return cli_jobs.run(args, index)
+
+
 def _check_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with Index(settings.index_path, readonly=True) as index:
@@ -198,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_command(args)
         if args.command == "library":
             return _library_command(args)
+        if args.command == "jobs":
+            return _jobs_command(args)
         return _user_command(args)
     except IndexUnusable as error:
         print(f"filmroll: {error.message}", file=sys.stderr)

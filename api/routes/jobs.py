@@ -9,6 +9,7 @@ from quart import Blueprint
 from quart_schema import validate_request, validate_response
 
 from daemon.errors import InvalidInput
+from daemon.job_queue import QueueCounts
 
 from ..access import access, services
 
@@ -45,32 +46,28 @@ class QueueCommand(BaseModel):
     force: bool | None = None
 
 
+def queue_status(counts: QueueCounts, *, is_active: bool, is_paused: bool) -> Queue:
+    return Queue(
+        jobCounts=JobCounts(
+            active=counts.active,
+            completed=counts.completed,
+            failed=counts.failed,
+            waiting=counts.waiting,
+            paused=counts.paused,
+        ),
+        queueStatus=QueueStatus(isActive=is_active, isPaused=is_paused),
+    )
+
+
 def queues() -> dict[str, Queue]:
     result = {name: Queue(jobCounts=JobCounts(), queueStatus=QueueStatus()) for name in QUEUE_NAMES}
-    library = services().library_jobs.counts()
-    result["library"] = Queue(
-        jobCounts=JobCounts(
-            active=library.active,
-            completed=library.completed,
-            failed=library.failed,
-            waiting=library.waiting,
-            paused=library.paused,
-        ),
-        queueStatus=QueueStatus(
-            isActive=bool(library.active or library.waiting), isPaused=services().library_jobs.paused
-        ),
+    library = services().library_jobs
+    counts = library.counts()
+    result["library"] = queue_status(
+        counts, is_active=bool(counts.active or counts.waiting), is_paused=library.paused
     )
-    metadata = services().metadata
-    waiting = metadata.waiting()
-    result["metadataExtraction"] = Queue(
-        jobCounts=JobCounts(
-            active=metadata.stats.active,
-            completed=metadata.stats.completed,
-            failed=metadata.stats.failed,
-            waiting=waiting,
-        ),
-        queueStatus=QueueStatus(isActive=bool(metadata.stats.active or waiting), isPaused=metadata.paused),
-    )
+    for name, queue in services().media.by_name().items():
+        result[name] = queue_status(queue.counts(), is_active=queue.is_active, is_paused=queue.paused)
     return result
 
 
@@ -86,20 +83,24 @@ async def get_jobs() -> dict[str, Queue]:
 @validate_request(QueueCommand)
 @validate_response(Queue)
 async def run_queue_command(name: str, data: QueueCommand) -> Queue:
-    """`library` runs here (§12.3); the media queues arrive with the media pipeline."""
+    """`library` and the media queues run here (api-compat §11); any other Immich queue: `Invalid job name`."""
     if name not in QUEUE_NAMES:
         raise InvalidInput(["name must be one of the following values: " + ", ".join(QUEUE_NAMES)])
-    if name != "library":
-        raise InvalidInput(f"Invalid job name: {name}")
-    jobs = services().library_jobs
-    if data.command == "start":
-        jobs.start(force=bool(data.force))
-    elif data.command == "pause":
-        jobs.pause()
-    elif data.command == "resume":
-        jobs.resume()
-    elif data.command == "empty":
-        jobs.empty()
+    media = services().media.by_name()
+    if name == "library":
+        queue = services().library_jobs
+    elif name in media:
+        queue = media[name]
     else:
-        jobs.clear_failed()
+        raise InvalidInput(f"Invalid job name: {name}")
+    if data.command == "start":
+        queue.start(force=bool(data.force))
+    elif data.command == "pause":
+        queue.pause()
+    elif data.command == "resume":
+        queue.resume()
+    elif data.command == "empty":
+        queue.empty()
+    else:
+        queue.clear_failed()
     return queues()[name]

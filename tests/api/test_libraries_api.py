@@ -8,12 +8,12 @@ from tests.library_helpers import write
 
 
 async def settle(admin) -> None:
-    """Wait until the library and metadata queues are idle (§5.7: how completion is observed)."""
-    with trio.fail_after(30):
+    """Wait until the library and media queues are idle (§5.7: how completion is observed)."""
+    with trio.fail_after(60):
         while True:
             jobs = (await admin.client.get("/api/jobs")).json()
             busy = [
-                name for name in ("library", "metadataExtraction")
+                name for name in ("library", "metadataExtraction", "thumbnailGeneration", "videoConversion")
                 if jobs[name]["jobCounts"]["active"] or jobs[name]["jobCounts"]["waiting"]
             ]  # fmt: skip
             if not busy:

@@ -1,0 +1,216 @@
+"""`/api/assets/{id}`, its bytes (original, thumbnail, playback) and `POST /api/assets/jobs`."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from quart import Blueprint, Response
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from daemon.asset_service import AssetDetails
+from daemon.assets import mtime_datetime
+from daemon.media_types import mime_type
+from daemon.records import Asset, ExifInfo, JobFailure
+
+from ..access import access, principal, services
+from ..serving import file_response
+from ..validation import Timestamp, parse_uuid
+
+blueprint = Blueprint("assets", __name__)
+
+
+class ExifResponse(BaseModel):
+    make: str | None = None
+    model: str | None = None
+    exifImageWidth: int | None = None
+    exifImageHeight: int | None = None
+    fileSizeInByte: int | None = None
+    orientation: str | None = None
+    dateTimeOriginal: Timestamp | None = None
+    modifyDate: Timestamp | None = None
+    timeZone: str | None = None
+    lensModel: str | None = None
+    fNumber: float | None = None
+    focalLength: float | None = None
+    iso: int | None = None
+    exposureTime: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    description: str | None = None
+    projectionType: str | None = None
+    rating: int | None = None
+
+
+class JobFailureResponse(BaseModel):
+    """filmroll's addition: a media job that failed for good, and why."""
+
+    queue: str
+    reason: str
+    attempts: int
+    failedAt: Timestamp
+
+
+class AssetResponse(BaseModel):
+    id: str
+    type: str
+    checksum: str
+    deviceAssetId: str
+    deviceId: str
+    ownerId: str
+    libraryId: str | None
+    originalPath: str
+    originalFileName: str
+    originalMimeType: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
+    fileCreatedAt: Timestamp
+    fileModifiedAt: Timestamp
+    localDateTime: Timestamp
+    isFavorite: bool
+    isArchived: bool
+    isTrashed: bool
+    isOffline: bool
+    isEdited: bool = False
+    visibility: str
+    hasMetadata: bool
+    duration: int | None
+    width: int | None
+    height: int | None
+    thumbhash: str | None
+    resized: bool
+    livePhotoVideoId: str | None = None
+    duplicateId: str | None = None
+    stack: None = None
+    people: list[dict] = Field(default_factory=list)
+    tags: list[dict] = Field(default_factory=list)
+    exifInfo: ExifResponse | None = None
+    jobFailures: list[JobFailureResponse] = Field(default_factory=list)
+
+
+class AssetJobsRequest(BaseModel):
+    assetIds: list[str]
+    name: Literal["refresh-faces", "refresh-metadata", "regenerate-thumbnail", "transcode-video"]
+
+
+class ThumbnailQuery(BaseModel):
+    size: Literal["thumbnail", "preview", "fullsize"] = "thumbnail"
+    c: str | None = None
+    """The thumbhash the client knows (Immich's cache key): when it is current the response is immutable."""
+
+
+def text(path: bytes) -> str:
+    """Paths are bytes; JSON needs text (undecodable bytes shown as U+FFFD)."""
+    return path.decode("utf-8", "replace")
+
+
+def exif_response(asset: Asset, info: ExifInfo | None) -> ExifResponse:
+    if info is None:
+        return ExifResponse(fileSizeInByte=asset.file_size)
+    return ExifResponse(
+        make=info.make,
+        model=info.model,
+        exifImageWidth=info.exif_image_width,
+        exifImageHeight=info.exif_image_height,
+        fileSizeInByte=asset.file_size,
+        orientation=info.orientation,
+        dateTimeOriginal=info.date_time_original,
+        modifyDate=info.modify_date,
+        timeZone=info.time_zone,
+        lensModel=info.lens_model,
+        fNumber=info.f_number,
+        focalLength=info.focal_length,
+        iso=info.iso,
+        exposureTime=info.exposure_time,
+        latitude=info.latitude,
+        longitude=info.longitude,
+        description=info.description,
+        projectionType=info.projection_type,
+        rating=info.rating,
+    )
+
+
+def asset_response(asset: Asset, details: AssetDetails | None = None) -> AssetResponse:
+    return AssetResponse(
+        id=str(asset.id),
+        type=asset.type,
+        checksum=base64.b64encode(services().assets.checksum(asset)).decode(),
+        deviceAssetId="",
+        deviceId="",
+        ownerId=str(asset.owner_id),
+        libraryId=str(asset.library_id),
+        originalPath=text(asset.original_path),
+        originalFileName=text(os.path.basename(asset.original_path)),
+        originalMimeType=mime_type(asset.original_path),
+        createdAt=asset.created_at,
+        updatedAt=asset.updated_at,
+        fileCreatedAt=asset.file_created_at,
+        fileModifiedAt=mtime_datetime(asset.file_mtime_ns),
+        localDateTime=asset.local_date_time,
+        isFavorite=asset.is_favorite,
+        isArchived=asset.visibility == "archive",
+        isTrashed=asset.trashed_at is not None,
+        isOffline=asset.is_offline,
+        visibility=asset.visibility,
+        hasMetadata=asset.metadata_extracted_at is not None,
+        duration=asset.duration_ms,
+        width=asset.width,
+        height=asset.height,
+        thumbhash=base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else None,
+        resized=asset.thumbnail_version > 0,
+        exifInfo=exif_response(asset, details.exif) if details else None,
+        jobFailures=[failure_response(f) for f in details.failures] if details else [],
+    )
+
+
+def failure_response(failure: JobFailure) -> JobFailureResponse:
+    return JobFailureResponse(
+        queue=failure.queue, reason=failure.reason, attempts=failure.attempts, failedAt=failure.failed_at
+    )
+
+
+@blueprint.post("/api/assets/jobs")
+@access(permission="job.create")
+@validate_request(AssetJobsRequest)
+async def run_asset_jobs(data: AssetJobsRequest) -> tuple[str, int]:
+    ids = [parse_uuid(value, "assetIds") for value in data.assetIds]
+    services().assets.request_jobs(principal(), ids, data.name)
+    return "", 204
+
+
+@blueprint.get("/api/assets/<asset_id>")
+@access(permission="asset.read")
+@validate_response(AssetResponse)
+async def get_asset(asset_id: str) -> AssetResponse:
+    details = services().assets.details(principal(), parse_uuid(asset_id))
+    return asset_response(details.asset, details)
+
+
+@blueprint.get("/api/assets/<asset_id>/original")
+@access(permission="asset.download")
+async def download_original(asset_id: str) -> Response:
+    opened = services().assets.open_original(principal(), parse_uuid(asset_id))
+    return await file_response(opened, cache_control="private, no-cache", attachment=True)
+
+
+@blueprint.get("/api/assets/<asset_id>/thumbnail")
+@access(permission="asset.view")
+@validate_querystring(ThumbnailQuery)
+async def view_thumbnail(asset_id: str, query_args: ThumbnailQuery) -> Response:
+    opened, asset = services().assets.open_thumbnail(principal(), parse_uuid(asset_id), query_args.size)
+    current = base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else None
+    immutable = query_args.c is not None and query_args.c == current
+    cache = "private, max-age=31536000, immutable" if immutable else "private, no-cache"
+    return await file_response(opened, cache_control=cache, ranges=False)
+
+
+@blueprint.get("/api/assets/<asset_id>/video/playback")
+@access(permission="asset.view")
+async def play_video(asset_id: str) -> Response:
+    opened = services().assets.open_playback(principal(), parse_uuid(asset_id))
+    return await file_response(opened, cache_control="private, no-cache")

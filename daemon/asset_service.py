@@ -1,0 +1,167 @@
+"""Assets as the API sees them: access checks, their metadata and job failures, and the bytes clients download
+(originals, thumbnails, previews, playback), opened read-only and confined before anything is read.
+
+Access (`Principal.require_owner`): assets are personal; anyone else gets Immich's `Not found or no asset.<x>
+access`, the same answer as for an id that does not exist.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from . import assets as asset_index
+from . import job_queue
+from .access import Principal
+from .derived import MIME_TYPES, DerivedFiles
+from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
+from .index import EXIF, LIBRARIES, Index
+from .media_jobs import MediaQueues
+from .media_queue import locate
+from .media_types import mime_type
+from .originals import NotConfined, open_original
+from .records import Asset, ExifInfo, JobFailure
+from .timeutil import utc_now
+
+AssetJobName = Literal["regenerate-thumbnail", "refresh-metadata", "transcode-video", "refresh-faces"]
+
+
+@dataclass
+class OpenedFile:
+    """A file opened for a download; whoever receives it owns (and must close) the descriptor."""
+
+    descriptor: int
+    size: int
+    mtime_ns: int
+    mime_type: str
+    etag: str
+    file_name: str
+
+
+@dataclass
+class AssetDetails:
+    asset: Asset
+    exif: ExifInfo | None
+    failures: list[JobFailure]
+
+
+class AssetService:
+    def __init__(self, index: Index, derived: DerivedFiles, media: MediaQueues):
+        self.index = index
+        self.derived = derived
+        self.media = media
+
+    def get(self, principal: Principal, asset_id: uuid.UUID, permission: str = "asset.read") -> Asset:
+        with self.index.read() as txn:
+            asset = asset_index.get(txn, asset_id)
+        if asset is None:
+            raise NotFoundOrNoAccess(permission)
+        principal.require_owner(asset.owner_id, permission)
+        return asset
+
+    def checksum(self, asset: Asset) -> bytes:
+        """SHA-1 as Immich reports it: of the content for uploads, of `path:` + path for external assets
+        (api-compat §7; their content hash, when known, is filmroll's own, for moves)."""
+        with self.index.read() as txn:
+            library = txn.get(LIBRARIES, asset.library_id.bytes)
+        if library is not None and library.type == "UPLOAD" and asset.content_sha1 is not None:
+            return asset.content_sha1
+        return hashlib.sha1(b"path:" + asset.original_path, usedforsecurity=False).digest()
+
+    def details(self, principal: Principal, asset_id: uuid.UUID) -> AssetDetails:
+        asset = self.get(principal, asset_id)
+        with self.index.read() as txn:
+            return AssetDetails(asset, txn.get(EXIF, asset_id.bytes), job_queue.failures_of(txn, asset_id))
+
+    def request_jobs(self, principal: Principal, asset_ids: list[uuid.UUID], name: AssetJobName) -> None:
+        """Immich's `POST /api/assets/jobs`: all of them or none (any asset not the caller's: 400)."""
+        owned = [self.get(principal, asset_id, "asset.update") for asset_id in asset_ids]
+        if name == "refresh-faces":
+            return  # filmroll has no face recognition: nothing to do, as for an Immich without the ML service
+        queue = {
+            "regenerate-thumbnail": job_queue.THUMBNAILS,
+            "refresh-metadata": job_queue.METADATA,
+            "transcode-video": job_queue.VIDEO,
+        }[name]
+        now = utc_now()
+
+        def work(txn) -> None:  # type: ignore[no-untyped-def]
+            for asset in owned:
+                if queue != job_queue.VIDEO or asset.type == "VIDEO":
+                    job_queue.enqueue(txn, queue, asset.id, now, force=True)
+
+        self.index.write(work)
+
+    # -- bytes -----------------------------------------------------------------------------------------
+
+    def open_original(self, principal: Principal, asset_id: uuid.UUID) -> OpenedFile:
+        """The original, opened read-only and confined (`originals.open_original`). Raises FileUnavailable
+        when it is offline or cannot be read."""
+        asset = self.get(principal, asset_id, "asset.download")
+        return self._open_original(asset)
+
+    def open_thumbnail(
+        self, principal: Principal, asset_id: uuid.UUID, size: str
+    ) -> tuple[OpenedFile, Asset]:
+        """`thumbnail` (falls back to the preview), `preview` or `fullsize` (served as the preview)."""
+        asset = self.get(principal, asset_id, "asset.view")
+        sizes = ["thumbnail", "preview"] if size == "thumbnail" else ["preview"]
+        if asset.thumbnail_version:
+            for candidate in sizes:
+                path = self.derived.image_path(asset.id, candidate, asset.thumbnail_version)
+                opened = _open_derived(path, MIME_TYPES[self.derived.output(candidate).format], path.name)
+                if opened is not None:
+                    opened.etag = f"{asset.id}-{candidate}-{asset.thumbnail_version}"
+                    return opened, asset
+        raise FileUnavailable(f"Asset {asset.id} has no {size} yet")
+
+    def open_playback(self, principal: Principal, asset_id: uuid.UUID) -> OpenedFile:
+        """The transcode if there is one, else the original (`media.md` §4.6)."""
+        asset = self.get(principal, asset_id, "asset.view")
+        if asset.type != "VIDEO":
+            raise InvalidInput("Asset is not a video")
+        if asset.has_encoded_video:
+            path = self.derived.encoded_video(asset.id)
+            opened = _open_derived(path, "video/mp4", path.name)
+            if opened is not None:
+                return opened
+        return self._open_original(asset)
+
+    def _open_original(self, asset: Asset) -> OpenedFile:
+        name = os.fsdecode(os.path.basename(asset.original_path))
+        if asset.is_offline:
+            raise FileUnavailable(f"{name} is offline")
+        try:
+            with self.index.read() as txn:
+                source = locate(txn, asset.id)
+            if source is None:
+                raise FileUnavailable(f"Asset {asset.id} no longer exists")
+            descriptor = open_original(source.path, source.root)
+        except (NotConfined, OSError) as error:
+            raise FileUnavailable(
+                f"{name}: {error.strerror or errno.errorcode.get(error.errno or 0)}"
+            ) from error
+        stat = os.fstat(descriptor)
+        return OpenedFile(
+            descriptor=descriptor,
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            mime_type=mime_type(asset.original_path),
+            etag=f"{asset.id}-{stat.st_size}-{stat.st_mtime_ns}",
+            file_name=name,
+        )
+
+
+def _open_derived(path: os.PathLike[str], mime: str, name: str) -> OpenedFile | None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    stat = os.fstat(descriptor)
+    return OpenedFile(
+        descriptor, stat.st_size, stat.st_mtime_ns, mime, f"{stat.st_size}-{stat.st_mtime_ns}", name
+    )

@@ -1,0 +1,116 @@
+"""`filmroll jobs`: the media queues as the index records them — progress, waiting work, failures and why.
+
+It reads the index read-only (beside a running daemon), so it shows durable state: how many assets each queue has
+done out of how many it covers, what waits, what failed for good. `--watch` redraws until nothing waits;
+`--failed` lists each failure with its file and reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from . import job_queue
+from .index import ASSETS, JOB_FAILURES, Index
+from .records import Asset
+
+POLL_SECONDS = 1.0
+
+
+def add_commands(commands: argparse._SubParsersAction, add_settings) -> None:
+    jobs = commands.add_parser("jobs", help="show the media queues: progress, waiting, failures")
+    add_settings(jobs)
+    jobs.add_argument("--watch", action="store_true", help="redraw every second until no work waits")
+    jobs.add_argument("--failed", action="store_true", help="list failed jobs with the file and the reason")
+
+
+@dataclass
+class QueueProgress:
+    name: str
+    done: int
+    total: int
+    waiting: int
+    failed: int
+
+
+DONE_RULES = {
+    job_queue.METADATA: (lambda a: True, lambda a: a.metadata_extracted_at is not None),
+    job_queue.THUMBNAILS: (lambda a: True, lambda a: a.thumbnail_version > 0),
+    job_queue.VIDEO: (lambda a: a.type == "VIDEO", lambda a: a.video_decided_at is not None),
+}
+"""Per queue: which assets it covers, and which of those it has done."""
+
+
+def progress(index: Index) -> list[QueueProgress]:
+    """One pass over the assets (online ones: offline files cannot be worked on)."""
+    counts = {name: [0, 0] for name in DONE_RULES}
+    with index.read() as txn:
+        for asset in txn.values(ASSETS):
+            if asset.is_offline:
+                continue
+            _count(counts, asset)
+        return [
+            QueueProgress(
+                name,
+                done,
+                total,
+                job_queue.waiting(txn, name),
+                job_queue.failed_count(txn, name),
+            )
+            for name, (done, total) in counts.items()
+        ]
+
+
+def _count(counts: dict[str, list[int]], asset: Asset) -> None:
+    for name, (covers, is_done) in DONE_RULES.items():
+        if covers(asset):
+            counts[name][1] += 1
+            counts[name][0] += bool(is_done(asset))
+
+
+def run(args: argparse.Namespace, index: Index) -> int:
+    console = Console()
+    if args.failed:
+        _print_failures(console, index)
+        return 0
+    if not args.watch:
+        _print_table(console, progress(index))
+        return 0
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+    )
+    with Progress(*columns, console=console) as bars:
+        tasks = {}
+        while True:
+            rows = progress(index)
+            for row in rows:
+                note = f"{row.waiting} waiting, {row.failed} failed"
+                if row.name not in tasks:
+                    tasks[row.name] = bars.add_task(row.name, total=row.total, completed=row.done, note=note)
+                bars.update(tasks[row.name], total=row.total, completed=row.done, note=note)
+            if not any(row.waiting for row in rows):
+                return 0
+            time.sleep(POLL_SECONDS)
+
+
+def _print_table(console: Console, rows: list[QueueProgress]) -> None:
+    table = Table("queue", "done", "of", "waiting", "failed")
+    for row in rows:
+        table.add_row(row.name, str(row.done), str(row.total), str(row.waiting), str(row.failed))
+    console.print(table)
+
+
+def _print_failures(console: Console, index: Index) -> None:
+    table = Table("queue", "asset", "attempts", "reason")
+    with index.read() as txn:
+        for key, failure in txn.items(JOB_FAILURES):
+            table.add_row(failure.queue, key[:16].hex(), str(failure.attempts), failure.reason)
+    console.print(table)
