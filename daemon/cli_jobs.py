@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import uuid
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -76,7 +77,7 @@ def _count(counts: dict[str, list[int]], asset: Asset) -> None:
 def run(args: argparse.Namespace, index: Index) -> int:
     console = Console()
     if args.failed:
-        _print_failures(console, index)
+        _print_failures(index)
         return 0
     if not args.watch:
         _print_table(console, progress(index))
@@ -108,9 +109,8 @@ def _print_table(console: Console, rows: list[QueueProgress]) -> None:
     console.print(table)
 
 
-def _print_failures(console: Console, index: Index) -> None:
-    table = Table("queue", "asset", "attempts", "reason")
+def _print_failures(index: Index) -> None:
+    """One line per failure (never wrapped: reasons hold whole paths, and people grep them)."""
     with index.read() as txn:
         for key, failure in txn.items(JOB_FAILURES):
-            table.add_row(failure.queue, key[:16].hex(), str(failure.attempts), failure.reason)
-    console.print(table)
+            print(f"{failure.queue}\t{uuid.UUID(bytes=key[:16])}\tattempts={failure.attempts}\t{failure.reason}")

@@ -101,11 +101,22 @@ class LibraryJobQueue:
             raise InvalidInput("Job is already running")
         self.request_nightly(force=force)
 
+    def start_sidecar_discovery(self) -> None:
+        """`PUT /api/jobs/sidecar {command:'start'}`: sidecars are discovered by scans (a sidecar's path and mtime
+        are part of what a modified-files scan compares, and a change refreshes the asset's metadata), so this
+        scans every external library for modified files, unless the queue is busy."""
+        if self.is_active:
+            raise InvalidInput("Job is already running")
+        self.request_external_scans(ScanMode.MODIFIED)
+
     def request_nightly(self, *, force: bool = False) -> None:
         """§12.2: finish libraries stuck in deletion, then scan every external library (modified files, or
-        everything with `force`). A library whose owner has no external path is skipped with a warning."""
+        everything with `force`)."""
         self.resume_deletions()
-        mode = ScanMode.ALL if force else ScanMode.MODIFIED
+        self.request_external_scans(ScanMode.ALL if force else ScanMode.MODIFIED)
+
+    def request_external_scans(self, mode: ScanMode) -> None:
+        """Scan every external library. A library whose owner has no external path is skipped with a warning."""
         with self.index.read() as txn:
             libraries = [
                 lib for lib in txn.values(LIBRARIES) if lib.type == "EXTERNAL" and lib.deleted_at is None

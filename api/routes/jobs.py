@@ -83,11 +83,15 @@ async def get_jobs() -> dict[str, Queue]:
 @validate_request(QueueCommand)
 @validate_response(Queue)
 async def run_queue_command(name: str, data: QueueCommand) -> Queue:
-    """`library` and the media queues run here (api-compat §11); any other Immich queue: `Invalid job name`."""
+    """`library`, `sidecar` and the media queues run here (api-compat §11); any other Immich queue: `Invalid job
+    name`. Sidecar discovery is a modified-files scan, so `sidecar` commands act on the library queue."""
     if name not in QUEUE_NAMES:
         raise InvalidInput(["name must be one of the following values: " + ", ".join(QUEUE_NAMES)])
     media = services().media.by_name()
-    if name == "library":
+    if name == "sidecar" and data.command == "start":  # discovery is a scan: it runs on the library queue
+        services().library_jobs.start_sidecar_discovery()
+        return queues()[name]
+    if name in ("library", "sidecar"):
         queue = services().library_jobs
     elif name in media:
         queue = media[name]

@@ -37,7 +37,8 @@ async def imported(daemon, admin, user, tmp_path):
         os.path.basename(path): entry["id"] for path, entry in (await assets_of(daemon, library_id)).items()
     }
     yield library_id, ids
-    assert fingerprint(external) == before  # every original, byte for byte and mtime
+    after = fingerprint(external)
+    assert {path: after.get(path) for path in before} == before  # every original, byte for byte and mtime
 
 
 async def test_asset_response_has_metadata_thumbhash_and_failures(user, imported):
@@ -164,3 +165,25 @@ async def test_media_queues_in_the_jobs_api(admin, imported):
     assert counts["waiting"] == 0 and counts["failed"] == 1  # the broken file failed again
     reply = await admin.client.put("/api/jobs/faceDetection", json={"command": "start"})
     assert reply.status_code == 400 and reply.json()["message"] == "Invalid job name: faceDetection"
+
+
+async def test_sidecar_discovery_refreshes_metadata_and_the_sidecar_wins(user, admin, imported, tmp_path):
+    _, ids = imported
+    sidecar = tmp_path / "nas" / "photos" / "photo.jpg.xmp"
+    sidecar.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:xmp="http://ns.adobe.com/xap/1.0/"'
+        ' xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" xmp:Rating="4"'
+        ' photoshop:DateCreated="2000-09-27T12:35:33+02:00">'
+        '<dc:description><rdf:Alt><rdf:li xml:lang="x-default">From the sidecar</rdf:li></rdf:Alt>'
+        "</dc:description></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    reply = await admin.client.put("/api/jobs/sidecar", json={"command": "start"})
+    assert reply.status_code == 200
+    await settle(admin)
+    body = (await user.client.get(f"/api/assets/{ids['photo.jpg']}")).json()
+    exif = body["exifInfo"]
+    assert exif["description"] == "From the sidecar" and exif["rating"] == 4
+    assert exif["dateTimeOriginal"] == "2000-09-27T10:35:33.000Z" and exif["timeZone"] == "UTC+2"
+    assert body["fileCreatedAt"] == "2000-09-27T10:35:33.000Z"
+    assert body["localDateTime"] == "2000-09-27T12:35:33.000Z"
