@@ -32,6 +32,8 @@ class DescriptorBody(ResponseBody):
         self.size = size
         self.begin = 0
         self.end = size
+        self.headers_only = False
+        """HEAD: the server sends no body, so none is read."""
         self._closed = False
 
     async def __aenter__(self) -> DescriptorBody:
@@ -54,7 +56,7 @@ class DescriptorBody(ResponseBody):
         return self
 
     async def __anext__(self) -> bytes:
-        if self.begin >= self.end:
+        if self.begin >= self.end or self.headers_only:
             raise StopAsyncIteration
         length = min(CHUNK, self.end - self.begin)
         chunk = await trio.to_thread.run_sync(os.pread, self.descriptor, length, self.begin)
@@ -64,6 +66,8 @@ class DescriptorBody(ResponseBody):
         return chunk
 
     async def make_conditional(self, begin: int, end: int | None) -> int:
+        if begin < 0:  # a suffix range, `bytes=-500`: the last 500 bytes
+            begin, end = max(0, self.size + begin), None
         self.begin = begin
         self.end = self.size if end is None else min(self.size, end)
         if not 0 <= self.begin < self.end <= self.size:
@@ -71,21 +75,37 @@ class DescriptorBody(ResponseBody):
         return self.size
 
 
-async def file_response(
-    opened: OpenedFile, *, cache_control: str, attachment: bool = False, ranges: bool = True
-) -> Response:
-    """A 200/206/304/416 response for `opened` (which it takes ownership of)."""
+async def file_response(opened: OpenedFile, *, cache_control: str, attachment: bool = False) -> Response:
+    """A 200/206/304/416 response for `opened` (which it takes ownership of).
+
+    Only a single `bytes` range is honoured; a multi-range, another unit or an unparsable header is ignored (200
+    with the whole file), as RFC 9110 allows. The response has no time limit: a large original on a slow link
+    must not be cut off by Quart's default 60 s."""
     body = DescriptorBody(opened.descriptor, opened.size)
-    response = Response(body, mimetype=opened.mime_type)
-    response.content_length = opened.size
-    response.set_etag(opened.etag)
-    response.last_modified = datetime.fromtimestamp(opened.mtime_ns / 1e9, UTC)
-    response.headers["Cache-Control"] = cache_control
-    if ranges:
+    try:
+        response = Response(body, mimetype=opened.mime_type)
+        response.timeout = None
+        response.content_length = opened.size
+        response.set_etag(opened.etag)
+        response.last_modified = datetime.fromtimestamp(opened.mtime_ns / 1e9, UTC)
+        response.headers["Cache-Control"] = cache_control
         response.headers["Accept-Ranges"] = "bytes"
-    if attachment:
-        response.headers["Content-Disposition"] = content_disposition(opened.file_name)
-    return await response.make_conditional(request, accept_ranges=ranges, complete_length=opened.size)
+        if attachment:
+            response.headers["Content-Disposition"] = content_disposition(opened.file_name)
+        body.headers_only = request.method == "HEAD"
+        wanted = request.range
+        usable = "Range" not in request.headers or (
+            wanted is not None and wanted.units == "bytes" and len(wanted.ranges) == 1
+        )
+        await response.make_conditional(
+            request, accept_ranges=True, complete_length=opened.size if usable else None
+        )
+        if response.response is not body:  # a 304 replaced the body: the file is not needed
+            body.close()
+        return response
+    except BaseException:
+        body.close()
+        raise
 
 
 def content_disposition(name: str) -> str:

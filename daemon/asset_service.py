@@ -14,13 +14,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+import trio
+
 from . import assets as asset_index
 from . import job_queue
 from .access import Principal
 from .derived import MIME_TYPES, DerivedFiles
 from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
 from .index import EXIF, LIBRARIES, Index
-from .media_jobs import MediaQueues
 from .media_queue import locate
 from .media_types import mime_type
 from .originals import NotConfined, open_original
@@ -50,10 +51,9 @@ class AssetDetails:
 
 
 class AssetService:
-    def __init__(self, index: Index, derived: DerivedFiles, media: MediaQueues):
+    def __init__(self, index: Index, derived: DerivedFiles):
         self.index = index
         self.derived = derived
-        self.media = media
 
     def get(self, principal: Principal, asset_id: uuid.UUID, permission: str = "asset.read") -> Asset:
         with self.index.read() as txn:
@@ -98,54 +98,59 @@ class AssetService:
 
     # -- bytes -----------------------------------------------------------------------------------------
 
-    def open_original(self, principal: Principal, asset_id: uuid.UUID) -> OpenedFile:
+    async def open_original(self, principal: Principal, asset_id: uuid.UUID) -> OpenedFile:
         """The original, opened read-only and confined (`originals.open_original`). Raises FileUnavailable
         when it is offline or cannot be read."""
         asset = self.get(principal, asset_id, "asset.download")
-        return self._open_original(asset)
+        return await self._open_original(asset)
 
-    def open_thumbnail(
+    async def open_thumbnail(
         self, principal: Principal, asset_id: uuid.UUID, size: str
     ) -> tuple[OpenedFile, Asset]:
         """`thumbnail` (falls back to the preview), `preview` or `fullsize` (served as the preview)."""
         asset = self.get(principal, asset_id, "asset.view")
-        sizes = ["thumbnail", "preview"] if size == "thumbnail" else ["preview"]
-        if asset.thumbnail_version:
-            for candidate in sizes:
-                path = self.derived.image_path(asset.id, candidate, asset.thumbnail_version)
-                opened = _open_derived(path, MIME_TYPES[self.derived.output(candidate).format], path.name)
-                if opened is not None:
-                    opened.etag = f"{asset.id}-{candidate}-{asset.thumbnail_version}"
-                    return opened, asset
+        for _ in range(2):  # a render may switch versions between reading the asset and opening its file
+            if asset.thumbnail_version:
+                for candidate in ["thumbnail", "preview"] if size == "thumbnail" else ["preview"]:
+                    path = self.derived.image_path(asset.id, candidate, asset.thumbnail_version)
+                    mime = MIME_TYPES[self.derived.output(candidate).format]
+                    opened = await trio.to_thread.run_sync(_open_derived, path, mime)
+                    if opened is not None:
+                        opened.etag = f"{asset.id}-{candidate}-{asset.thumbnail_version}"
+                        return opened, asset
+            asset = self.get(principal, asset_id, "asset.view")
         raise FileUnavailable(f"Asset {asset.id} has no {size} yet")
 
-    def open_playback(self, principal: Principal, asset_id: uuid.UUID) -> OpenedFile:
+    async def open_playback(self, principal: Principal, asset_id: uuid.UUID) -> OpenedFile:
         """The transcode if there is one, else the original (`media.md` §4.6)."""
         asset = self.get(principal, asset_id, "asset.view")
         if asset.type != "VIDEO":
             raise InvalidInput("Asset is not a video")
         if asset.has_encoded_video:
-            path = self.derived.encoded_video(asset.id)
-            opened = _open_derived(path, "video/mp4", path.name)
+            opened = await trio.to_thread.run_sync(
+                _open_derived, self.derived.encoded_video(asset.id), "video/mp4"
+            )
             if opened is not None:
                 return opened
-        return self._open_original(asset)
+        return await self._open_original(asset)
 
-    def _open_original(self, asset: Asset) -> OpenedFile:
+    async def _open_original(self, asset: Asset) -> OpenedFile:
         name = os.fsdecode(os.path.basename(asset.original_path))
         if asset.is_offline:
             raise FileUnavailable(f"{name} is offline")
         try:
             with self.index.read() as txn:
                 source = locate(txn, asset.id)
-            if source is None:
-                raise FileUnavailable(f"Asset {asset.id} no longer exists")
-            descriptor = open_original(source.path, source.root)
-        except (NotConfined, OSError) as error:
+        except NotConfined as error:
+            raise FileUnavailable(f"{name}: {error.strerror}") from error
+        if source is None:
+            raise FileUnavailable(f"Asset {asset.id} no longer exists")
+        try:  # in a thread: an original on a hung network drive must not stall the event loop
+            descriptor, stat = await trio.to_thread.run_sync(_open_confined, source.path, source.root)
+        except OSError as error:
             raise FileUnavailable(
                 f"{name}: {error.strerror or errno.errorcode.get(error.errno or 0)}"
             ) from error
-        stat = os.fstat(descriptor)
         return OpenedFile(
             descriptor=descriptor,
             size=stat.st_size,
@@ -156,12 +161,19 @@ class AssetService:
         )
 
 
-def _open_derived(path: os.PathLike[str], mime: str, name: str) -> OpenedFile | None:
+def _open_confined(path: bytes, root: bytes | None) -> tuple[int, os.stat_result]:
+    descriptor = open_original(path, root)
+    return descriptor, os.fstat(descriptor)
+
+
+def _open_derived(path: os.PathLike[str], mime: str) -> OpenedFile | None:
+    """A derived file, or None when it is missing or unreadable (the caller falls back or answers 404)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except OSError:
         return None
     stat = os.fstat(descriptor)
+    name = os.path.basename(os.fspath(path))
     return OpenedFile(
         descriptor, stat.st_size, stat.st_mtime_ns, mime, f"{stat.st_size}-{stat.st_mtime_ns}", name
     )

@@ -68,11 +68,11 @@ def check_index(index: Index) -> list[str]:
         assets = _decoded(txn, ASSETS, problems)
         by_path = dict(txn.raw_items(ASSET_BY_PATH))
         offline_signatures = {key for key, _ in txn.raw_items(OFFLINE_BY_SIGNATURE)}
-        pending = {queue: _decoded(txn, table, problems) for queue, table in job_queue.QUEUE_TABLES.items()}
-        pending["job_failures"] = {
+        per_asset = {queue: _decoded(txn, table, problems) for queue, table in job_queue.QUEUE_TABLES.items()}
+        per_asset["job_failures"] = {
             key[:16]: value for key, value in _decoded(txn, JOB_FAILURES, problems).items()
         }
-        pending["exif"] = _decoded(txn, EXIF, problems)
+        per_asset["exif"] = _decoded(txn, EXIF, problems)
 
     for table, entries in ((USERS, users), (API_KEYS, api_keys), (LIBRARIES, libraries), (ASSETS, assets)):
         _id_key_matches(table, entries, problems)
@@ -130,11 +130,11 @@ def check_index(index: Index) -> list[str]:
     for user in users.values():
         if user.deleted_at is None and user.id.bytes not in live_upload_owners:
             problems.append(f"users[{user.id}]: has no upload library")
-    _check_assets(assets, libraries, by_path, offline_signatures, pending, problems)
+    _check_assets(assets, libraries, by_path, offline_signatures, per_asset, problems)
     return problems
 
 
-def _check_assets(assets, libraries, by_path, offline_signatures, pending, problems: list[str]) -> None:
+def _check_assets(assets, libraries, by_path, offline_signatures, per_asset, problems: list[str]) -> None:
     """assets <-> asset_by_path (with the compared fields), offline_by_signature, libraries; pending jobs,
     failures and metadata belong to existing assets."""
     for asset in assets.values():
@@ -161,10 +161,10 @@ def _check_assets(assets, libraries, by_path, offline_signatures, pending, probl
     live_offline = {asset_index.signature_key(a) for a in assets.values() if a.is_offline}
     for key in offline_signatures - live_offline:
         problems.append(f"offline_by_signature[{key.hex()}]: no offline asset has this signature")
-    for queue, entries in pending.items():
+    for table_name, entries in per_asset.items():
         for key in entries:
             if key not in assets:
-                problems.append(f"{queue}: asset {_uuid(key)} is gone")
+                problems.append(f"{table_name}: asset {_uuid(key)} is gone")
 
 
 def _uuid(raw: bytes) -> str:

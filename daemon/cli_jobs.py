@@ -26,7 +26,11 @@ POLL_SECONDS = 1.0
 def add_commands(commands: argparse._SubParsersAction, add_settings) -> None:
     jobs = commands.add_parser("jobs", help="show the media queues: progress, waiting, failures")
     add_settings(jobs)
-    jobs.add_argument("--watch", action="store_true", help="redraw every second until no work waits")
+    jobs.add_argument(
+        "--watch",
+        action="store_true",
+        help="redraw every second until no work waits (the daemon does the work)",
+    )
     jobs.add_argument("--failed", action="store_true", help="list failed jobs with the file and the reason")
 
 
@@ -113,4 +117,5 @@ def _print_failures(index: Index) -> None:
     """One line per failure (never wrapped: reasons hold whole paths, and people grep them)."""
     with index.read() as txn:
         for key, failure in txn.items(JOB_FAILURES):
-            print(f"{failure.queue}\t{uuid.UUID(bytes=key[:16])}\tattempts={failure.attempts}\t{failure.reason}")
+            reason = " ".join(failure.reason.splitlines())  # a file name may hold a newline
+            print(f"{failure.queue}\t{uuid.UUID(bytes=key[:16])}\tattempts={failure.attempts}\t{reason}")

@@ -126,6 +126,9 @@ class JobSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A worker process is replaced after this many jobs (a leaky decoder cannot grow without bound)."""
     max_attempts: int = msgspec.field(default=3, name="maxAttempts")
     """A media job that fails this many times is recorded as failed (reason kept on the asset)."""
+    retry_delay: float = msgspec.field(default=30.0, name="retryDelay")
+    """Seconds before a failed job is tried again, doubling with each attempt (a file still being copied, a
+    network drive's hiccup)."""
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -47,6 +47,16 @@ class DerivedFiles:
     def encoded_video(self, asset_id: uuid.UUID) -> Path:
         return self.folder(asset_id) / "encoded-video.mp4"
 
+    def remove_temporary(self, asset_id: uuid.UUID) -> None:
+        """Delete temp files a killed worker left in the asset's folder (`<name>.tmp-<pid>`)."""
+        try:
+            entries = list(os.scandir(self.folder(asset_id)))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if ".tmp-" in entry.name:
+                _unlink(entry.path)
+
     def remove_old_versions(self, asset_id: uuid.UUID, keep: int) -> None:
         """Delete thumbnails and previews of versions other than `keep` (after the index switched to it), and
         temp files a killed worker may have left."""
@@ -56,7 +66,8 @@ class DerivedFiles:
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.name.startswith(("thumbnail-", "preview-")) and entry.name not in keep_names:
+            stale = entry.name.startswith(("thumbnail-", "preview-")) and entry.name not in keep_names
+            if stale or ".tmp-" in entry.name:
                 _unlink(entry.path)
 
 

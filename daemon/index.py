@@ -73,7 +73,6 @@ OFFLINE_BY_SIGNATURE: Table[bytes] = Table(
 PENDING_METADATA = Table("pending_metadataExtraction", PendingJob)
 PENDING_THUMBNAILS = Table("pending_thumbnailGeneration", PendingJob)
 PENDING_VIDEO = Table("pending_videoConversion", PendingJob)
-PENDING_SIDECAR = Table("pending_sidecar", PendingJob)
 JOB_FAILURES = Table("job_failures", JobFailure)  # asset id + queue name -> JobFailure
 EXIF = Table(
     "exif", ExifInfo
@@ -93,7 +92,6 @@ TABLES: tuple[Table[Any], ...] = (
     PENDING_METADATA,
     PENDING_THUMBNAILS,
     PENDING_VIDEO,
-    PENDING_SIDECAR,
     JOB_FAILURES,
     EXIF,
 )
@@ -104,7 +102,16 @@ Migration = Callable[["Txn"], None]
 
 def _media_pipeline(txn: Txn) -> None:
     """1 -> 2: assets gained media fields (appended, with defaults) and the media tables appeared (created on
-    open). Nothing to rewrite; the version bump keeps an older filmroll from reading the longer records."""
+    open). A version-1 index never had metadata, thumbnails or transcode decisions, so every asset gets that
+    work queued (its content hash, if any, is kept). The bump keeps an older filmroll off the longer records."""
+    from datetime import UTC, datetime
+
+    job = PendingJob(queued_at=datetime.now(UTC))
+    for key, asset in list(txn.items(ASSETS)):
+        txn.put(PENDING_METADATA, key, job)
+        txn.put(PENDING_THUMBNAILS, key, job)
+        if asset.type == "VIDEO":
+            txn.put(PENDING_VIDEO, key, job)
 
 
 MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline}

@@ -12,15 +12,15 @@ the asset, counted as the queue's `failed`, and cleared by `clear-failed` or by 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Set
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
 from .index import (
     JOB_FAILURES,
     PENDING_METADATA,
-    PENDING_SIDECAR,
     PENDING_THUMBNAILS,
     PENDING_VIDEO,
     Table,
@@ -31,12 +31,10 @@ from .records import Asset, JobFailure, PendingJob
 METADATA = "metadataExtraction"
 THUMBNAILS = "thumbnailGeneration"
 VIDEO = "videoConversion"
-SIDECAR = "sidecar"
 QUEUE_TABLES: dict[str, Table[PendingJob]] = {
     METADATA: PENDING_METADATA,
     THUMBNAILS: PENDING_THUMBNAILS,
     VIDEO: PENDING_VIDEO,
-    SIDECAR: PENDING_SIDECAR,
 }
 
 
@@ -124,13 +122,24 @@ def finish(txn: Txn, queue: str, asset_id: uuid.UUID, taken: PendingJob | None =
 
 
 def record_failure(
-    txn: Txn, queue: str, asset_id: uuid.UUID, reason: str, now: datetime, *, max_attempts: int, final: bool
+    txn: Txn,
+    queue: str,
+    asset_id: uuid.UUID,
+    taken: PendingJob,
+    reason: str,
+    now: datetime,
+    *,
+    max_attempts: int,
+    final: bool,
+    retry_delay: float = 0.0,
 ) -> bool:
-    """Count a failed attempt. After `max_attempts`, or at once when `final` (bad media fails the same way every
-    time), the job leaves its queue and becomes a JobFailure. Returns True when it failed for good."""
+    """Count a failed attempt of the job as it was `taken`. After `max_attempts`, or at once when `final` (bad
+    media fails the same way every time), the job leaves its queue and becomes a JobFailure; otherwise it waits
+    `retry_delay` seconds, doubling with each attempt. A job re-queued meanwhile (the file changed again) is left
+    alone: the failure was about the old content. Returns True when it failed for good."""
     table = QUEUE_TABLES[queue]
     job = txn.get(table, asset_id.bytes)
-    if job is None:
+    if job is None or job != taken:
         return False
     attempts = job.attempts + 1
     if final or attempts >= max_attempts:
@@ -138,7 +147,9 @@ def record_failure(
         failure = JobFailure(queue=queue, reason=reason, attempts=attempts, failed_at=now)
         txn.put(JOB_FAILURES, failure_key(asset_id, queue), failure)
         return True
-    txn.put(table, asset_id.bytes, msgspec.structs.replace(job, attempts=attempts, last_error=reason))
+    retry_after = now + timedelta(seconds=retry_delay * 2 ** (attempts - 1))
+    retried = msgspec.structs.replace(job, attempts=attempts, last_error=reason, retry_after=retry_after)
+    txn.put(table, asset_id.bytes, retried)
     return False
 
 
@@ -162,9 +173,15 @@ def clear_failed(txn: Txn, queue: str) -> int:
     return len(keys)
 
 
-def empty(txn: Txn, queue: str) -> int:
-    """Drop every waiting job of `queue` (Immich's `empty`). Returns how many."""
+def empty(txn: Txn, queue: str, running: Set[uuid.UUID] = frozenset()) -> int:
+    """Drop every waiting job of `queue` (Immich's `empty`); `running` ones stay, so they still finish or retry
+    and a restart still resumes them. Returns how many were dropped."""
     table = QUEUE_TABLES[queue]
-    count = txn.count(table)
-    txn.clear(table)
-    return count
+    if not running:
+        count = txn.count(table)
+        txn.clear(table)
+        return count
+    doomed = [key for key, _ in txn.items(table) if uuid.UUID(bytes=key) not in running]
+    for key in doomed:
+        txn.delete(table, key)
+    return len(doomed)

@@ -101,13 +101,14 @@ class LibraryJobQueue:
             raise InvalidInput("Job is already running")
         self.request_nightly(force=force)
 
-    def start_sidecar_discovery(self) -> None:
+    def start_sidecar_discovery(self, *, force: bool = False) -> None:
         """`PUT /api/jobs/sidecar {command:'start'}`: sidecars are discovered by scans (a sidecar's path and mtime
         are part of what a modified-files scan compares, and a change refreshes the asset's metadata), so this
-        scans every external library for modified files, unless the queue is busy."""
+        scans every external library for modified files (`force`: re-reads every file), unless the queue is
+        busy."""
         if self.is_active:
             raise InvalidInput("Job is already running")
-        self.request_external_scans(ScanMode.MODIFIED)
+        self.request_external_scans(ScanMode.ALL if force else ScanMode.MODIFIED)
 
     def request_nightly(self, *, force: bool = False) -> None:
         """§12.2: finish libraries stuck in deletion, then scan every external library (modified files, or
@@ -296,7 +297,12 @@ class LibraryJobQueue:
 
                 gone = self.index.write(work)
                 removed += len(gone)
-                await trio.to_thread.run_sync(derived.remove_all, derived.derived_root(self.data_dir), gone)
+                with trio.CancelScope(
+                    shield=True
+                ):  # committed: their derived files must go, even at shutdown
+                    await trio.to_thread.run_sync(
+                        derived.remove_all, derived.derived_root(self.data_dir), gone
+                    )
             if last_key is None or len(batch) < REMOVE_BATCH:
                 return removed
             after = last_key

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 import trio
 
 from . import assets as asset_index
-from . import derived, job_queue, worker_tasks
+from . import job_queue, worker_tasks
 from .assets import mtime_datetime
 from .config import FfmpegSettings, ImageSettings, Settings
-from .derived import DerivedFiles
+from .derived import DerivedFiles, remove_all
 from .errors import BadMedia
-from .index import EXIF, Index, Txn
+from .index import EXIF, PENDING_METADATA, Index, Txn
 from .media_queue import Failure, Group, MediaQueue, Outcomes, Source, Workers, failure_of, locate
 from .originals import NotConfined
 from .records import Asset, ExifInfo, PendingJob
@@ -117,8 +117,8 @@ class MetadataJobs:
     ) -> None:
         for source, job, info, digest in stored:
             asset = asset_index.get(txn, source.asset.id)
-            if asset is None:
-                continue
+            if asset is None or txn.get(PENDING_METADATA, asset.id.bytes) != job:
+                continue  # removed, or changed again while being read: the rerun stores the new content's
             changes: dict[str, object] = {}
             if digest is not None and digest != asset.content_sha1:
                 changes["content_sha1"] = digest
@@ -190,10 +190,12 @@ class ThumbnailJobs:
             job_queue.finish(txn, self.queue, asset.id, job)
             return True
 
-        if self.index.write(store):
-            await trio.to_thread.run_sync(self.derived.remove_old_versions, asset.id, version)
-        else:  # removed while rendering
-            await trio.to_thread.run_sync(derived.remove_all, self.derived.root, [asset.id])
+        stored = self.index.write(store)
+        with trio.CancelScope(shield=True):  # after the commit, the cleanup must happen even at shutdown
+            if stored:
+                await trio.to_thread.run_sync(self.derived.remove_old_versions, asset.id, version)
+            else:  # removed while rendering
+                await trio.to_thread.run_sync(remove_all, self.derived.root, [asset.id])
         return None
 
 
@@ -221,6 +223,7 @@ class VideoJobs:
     async def _convert(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
         asset = source.asset
         output = self.derived.encoded_video(asset.id)
+        await trio.to_thread.run_sync(self.derived.remove_temporary, asset.id)  # a killed attempt's leftovers
         try:
             found, transcoded = await workers.run(
                 worker_tasks.convert_video, source.path, source.root, str(output), self.ffmpeg
@@ -228,10 +231,10 @@ class VideoJobs:
         except Exception as error:
             return failure_of(error, source.path)  # re-raises what is not a job's failure
 
-        def store(txn: Txn) -> None:
+        def store(txn: Txn) -> bool:
             current = asset_index.get(txn, asset.id)
             if current is None:
-                return
+                return False
             changes: dict[str, object] = {"has_encoded_video": transcoded, "video_decided_at": utc_now()}
             if found.duration_ms is not None:
                 changes["duration_ms"] = found.duration_ms
@@ -242,10 +245,14 @@ class VideoJobs:
                 )
             asset_index.update(txn, current, **changes)
             job_queue.finish(txn, self.queue, asset.id, job)
+            return True
 
-        self.index.write(store)
-        if not transcoded:  # the policy no longer wants one (§4.3): the original plays
-            await trio.to_thread.run_sync(_unlink_quietly, output)
+        stored = self.index.write(store)
+        with trio.CancelScope(shield=True):  # after the commit, the cleanup must happen even at shutdown
+            if not stored:  # removed while transcoding
+                await trio.to_thread.run_sync(remove_all, self.derived.root, [asset.id])
+            elif not transcoded:  # the policy no longer wants one (§4.3): the original plays
+                await trio.to_thread.run_sync(_unlink_quietly, output)
         return None
 
 

@@ -179,7 +179,7 @@ class MediaQueue:
 
     def empty(self) -> None:
         """Drop every waiting job (running ones finish)."""
-        self.index.write(lambda txn: job_queue.empty(txn, self.name))
+        self.index.write(lambda txn: job_queue.empty(txn, self.name, set(self._in_flight)))
 
     def clear_failed(self) -> None:
         self.index.write(lambda txn: job_queue.clear_failed(txn, self.name))
@@ -253,9 +253,12 @@ class MediaQueue:
 
     def _take(self) -> Group:
         group: Group = []
+        now = utc_now()
         with self.index.read() as txn:
             for key, job in txn.items(job_queue.QUEUE_TABLES[self.name]):
                 asset_id = uuid.UUID(bytes=key)
+                if job.retry_after is not None and job.retry_after > now:
+                    continue
                 if asset_id not in self._in_flight:
                     group.append((asset_id, job))
                     if len(group) >= self.handler.group_size:
@@ -264,33 +267,39 @@ class MediaQueue:
 
     async def _run_group(self, workers: Workers, group: Group, slots: trio.Semaphore) -> None:
         try:
-            try:
-                outcomes = await self.handler.run(workers, group)
-            except trio_parallel.BrokenWorkerError as error:
-                outcomes = {asset_id: failure_of(error) for asset_id, _ in group}
-            except Exception as error:  # a bug in a handler must not stop the queue: record it, carry on
-                log.exception("queue %s: job failed unexpectedly", self.name)
-                outcomes = {
-                    asset_id: Failure(f"internal error: {error!r}", final=False) for asset_id, _ in group
-                }
-            self._record(outcomes)
+            self._record(group, await self._attempt(workers, group))
         finally:
             self._in_flight.difference_update(asset_id for asset_id, _ in group)
             slots.release()
             self._wake.set()
 
-    def _record(self, outcomes: Outcomes) -> None:
+    async def _attempt(self, workers: Workers, group: Group) -> Outcomes:
+        try:
+            return await self.handler.run(workers, group)
+        except trio_parallel.BrokenWorkerError as error:
+            if len(group) > 1:  # one file of the batch killed the worker: find it, sparing the others
+                outcomes: Outcomes = {}
+                for member in group:
+                    outcomes.update(await self._attempt(workers, [member]))
+                return outcomes
+            return {asset_id: failure_of(error) for asset_id, _ in group}
+        except Exception as error:  # a bug in a handler must not stop the queue: record it, carry on
+            log.exception("queue %s: job failed unexpectedly", self.name)
+            return {asset_id: Failure(f"internal error: {error!r}", final=False) for asset_id, _ in group}
+
+    def _record(self, group: Group, outcomes: Outcomes) -> None:
         failures = {asset_id: failure for asset_id, failure in outcomes.items() if failure is not None}
         self.completed += len(outcomes) - len(failures)
         if not failures:
             return
         now = utc_now()
+        taken = dict(group)
 
         def work(txn: Txn) -> list[tuple[uuid.UUID, Failure, bool]]:
             return [
                 (asset_id, failure, job_queue.record_failure(
-                    txn, self.name, asset_id, failure.reason, now,
-                    max_attempts=self.jobs.max_attempts, final=failure.final,
+                    txn, self.name, asset_id, taken[asset_id], failure.reason, now,
+                    max_attempts=self.jobs.max_attempts, final=failure.final, retry_delay=self.jobs.retry_delay,
                 ))
                 for asset_id, failure in failures.items()
             ]  # fmt: skip
@@ -298,7 +307,8 @@ class MediaQueue:
         for asset_id, failure, for_good in self.index.write(work):
             log.warning(
                 "%s job for asset %s %s: %s",
-                self.name, asset_id, "failed" if for_good else "failed, will retry", failure.reason,
+                self.name, asset_id, "failed" if for_good else "failed (retried later unless re-queued)",
+                failure.reason,
             )  # fmt: skip
 
 

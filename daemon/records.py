@@ -163,6 +163,8 @@ class PendingJob(Record, kw_only=True):
     force: bool = False
     attempts: int = 0
     last_error: str | None = None
+    retry_after: datetime | None = None
+    """After a failed attempt: not taken again before this time (backoff)."""
 
 
 class JobFailure(Record, kw_only=True):

@@ -402,8 +402,9 @@ class LibraryScan:
                         assets.remove(txn, duplicate)  # its derived files (if already rendered) go below
                 current = assets.get(txn, old.id)
                 if current is not None:
-                    assets.update(txn, current, original_path=found.path, is_offline=False, updated_at=now,
-                                  **file_changes(found))  # fmt: skip
+                    moved = assets.update(txn, current, original_path=found.path, is_offline=False, updated_at=now,
+                                          **file_changes(found))  # fmt: skip
+                    job_queue.enqueue_missing(txn, moved, now)  # work skipped while it was offline
 
         self.index.write(work)
         derived.remove_all(derived.derived_root(self.data_dir), [c for _, _, c in moves if c is not None])

@@ -50,7 +50,7 @@ class Services:
             libraries=libraries,
             library_jobs=library_jobs,
             media=media,
-            assets=AssetService(index, DerivedFiles(settings.data_dir, settings.image), media),
+            assets=AssetService(index, DerivedFiles(settings.data_dir, settings.image)),
             watchers=watchers,
             nightly=NightlyJob(settings.library.scan, library_jobs),
         )

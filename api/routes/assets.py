@@ -194,7 +194,7 @@ async def get_asset(asset_id: str) -> AssetResponse:
 @blueprint.get("/api/assets/<asset_id>/original")
 @access(permission="asset.download")
 async def download_original(asset_id: str) -> Response:
-    opened = services().assets.open_original(principal(), parse_uuid(asset_id))
+    opened = await services().assets.open_original(principal(), parse_uuid(asset_id))
     return await file_response(opened, cache_control="private, no-cache", attachment=True)
 
 
@@ -202,15 +202,15 @@ async def download_original(asset_id: str) -> Response:
 @access(permission="asset.view")
 @validate_querystring(ThumbnailQuery)
 async def view_thumbnail(asset_id: str, query_args: ThumbnailQuery) -> Response:
-    opened, asset = services().assets.open_thumbnail(principal(), parse_uuid(asset_id), query_args.size)
+    opened, asset = await services().assets.open_thumbnail(principal(), parse_uuid(asset_id), query_args.size)
     current = base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else None
     immutable = query_args.c is not None and query_args.c == current
     cache = "private, max-age=31536000, immutable" if immutable else "private, no-cache"
-    return await file_response(opened, cache_control=cache, ranges=False)
+    return await file_response(opened, cache_control=cache)
 
 
 @blueprint.get("/api/assets/<asset_id>/video/playback")
 @access(permission="asset.view")
 async def play_video(asset_id: str) -> Response:
-    opened = services().assets.open_playback(principal(), parse_uuid(asset_id))
+    opened = await services().assets.open_playback(principal(), parse_uuid(asset_id))
     return await file_response(opened, cache_control="private, no-cache")

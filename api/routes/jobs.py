@@ -84,14 +84,16 @@ async def get_jobs() -> dict[str, Queue]:
 @validate_response(Queue)
 async def run_queue_command(name: str, data: QueueCommand) -> Queue:
     """`library`, `sidecar` and the media queues run here (api-compat §11); any other Immich queue: `Invalid job
-    name`. Sidecar discovery is a modified-files scan, so `sidecar` commands act on the library queue."""
+    name`. Sidecar discovery is a scan on the library queue: `sidecar` `start` requests it, and the other commands
+    have nothing of their own to act on."""
     if name not in QUEUE_NAMES:
         raise InvalidInput(["name must be one of the following values: " + ", ".join(QUEUE_NAMES)])
     media = services().media.by_name()
-    if name == "sidecar" and data.command == "start":  # discovery is a scan: it runs on the library queue
-        services().library_jobs.start_sidecar_discovery()
+    if name == "sidecar":  # discovery is a scan: it runs on the library queue, and this queue holds no jobs
+        if data.command == "start":
+            services().library_jobs.start_sidecar_discovery(force=bool(data.force))
         return queues()[name]
-    if name in ("library", "sidecar"):
+    if name == "library":
         queue = services().library_jobs
     elif name in media:
         queue = media[name]

@@ -156,3 +156,25 @@ def test_a_failed_open_can_be_retried_in_the_same_process(tmp_path):
     for _ in range(2):
         with pytest.raises(IndexUnusable):
             Index(tmp_path / "index", schema_version=1)
+
+
+def test_schema_1_assets_get_their_media_work_queued(tmp_path):
+    import uuid
+    from datetime import UTC, datetime
+
+    from daemon.index import ASSETS, MIGRATIONS, PENDING_METADATA, PENDING_THUMBNAILS, PENDING_VIDEO
+    from daemon.records import Asset
+
+    now = datetime.now(UTC)
+    made = {}
+    with Index(tmp_path / "index", schema_version=1, migrations={}) as old:
+        for kind in ("IMAGE", "VIDEO"):
+            asset = Asset(id=uuid.uuid4(), owner_id=uuid.uuid4(), library_id=uuid.uuid4(), type=kind,
+                          original_path=b"/p/x", file_size=1, file_mtime_ns=0, file_created_at=now,
+                          local_date_time=now, created_at=now, updated_at=now)  # fmt: skip
+            made[kind] = asset.id.bytes
+            old.write(lambda txn, a=asset: txn.put(ASSETS, a.id.bytes, a))
+    with Index(tmp_path / "index", migrations=MIGRATIONS, migrate=True) as index, index.read() as txn:
+        assert {key for key, _ in txn.items(PENDING_METADATA)} == set(made.values())
+        assert {key for key, _ in txn.items(PENDING_THUMBNAILS)} == set(made.values())
+        assert [key for key, _ in txn.items(PENDING_VIDEO)] == [made["VIDEO"]]

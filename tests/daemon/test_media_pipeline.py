@@ -88,6 +88,7 @@ async def test_bad_media_fails_with_its_reason_on_the_asset_and_the_rest_carries
 
 
 async def test_a_vanished_file_is_retried_then_recorded(world):
+    world.services.settings.job.retry_delay = 0  # the queues share this settings object; backoff is tested apart
     root = world.external / "p"
     jpeg(root / "gone.jpg")
     library = world.library(root)

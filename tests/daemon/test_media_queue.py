@@ -38,6 +38,8 @@ def behave(how: str) -> int:
             os.kill(os.getpid(), signal.SIGKILL)
     if how == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
+    if how == "vanished":
+        raise FileNotFoundError(2, "No such file or directory", "/photos/gone.jpg")
     return os.getpid()
 
 
@@ -60,7 +62,7 @@ class StandIn:
         for asset_id, job in group:
             try:
                 self.pids.append(await workers.run(behave, self.how.get(asset_id, "ok")))
-            except BadMedia as error:
+            except (BadMedia, OSError) as error:
                 outcomes[asset_id] = failure_of(error)
                 continue
             outcomes[asset_id] = None
@@ -124,7 +126,7 @@ async def test_a_worker_that_dies_costs_one_attempt_and_the_daemon_carries_on(wo
     handler = StandIn(world.services.index)
     handler.how[assets[1]] = f"crash-once:{tmp_path / 'crashed'}"
     handler.how[assets[2]] = "crash"
-    queue = make_queue(world.services.index, handler, max_attempts=3)
+    queue = make_queue(world.services.index, handler, max_attempts=3, retry_delay=0)
     enqueue(world.services.index, assets)
     await run_until_idle(queue, timeout=60)
     with world.services.index.read() as txn:
@@ -180,3 +182,79 @@ async def test_commands_pause_resume_empty_start(world, assets):
             await queue.idle()
         nursery.cancel_scope.cancel()
     assert len(handler.pids) == 5
+
+
+async def test_a_failed_attempt_waits_before_its_retry(world, assets):
+    handler = StandIn(world.services.index)
+    handler.how[assets[0]] = "vanished"
+    queue = make_queue(world.services.index, handler, retry_delay=3600)
+    enqueue(world.services.index, assets)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(queue.run)
+        with trio.fail_after(30):
+            while queue.counts().completed < 4 or queue.counts().active:
+                await trio.sleep(0.05)
+        await trio.sleep(1)  # the failed one is not taken again meanwhile
+        nursery.cancel_scope.cancel()
+    with world.services.index.read() as txn:
+        (job,) = [job for _, job in txn.items(job_queue.QUEUE_TABLES[job_queue.THUMBNAILS])]
+    assert job.attempts == 1 and "gone.jpg" in job.last_error and job.retry_after > utc_now()
+    assert queue.counts().waiting == 1 and queue.counts().failed == 0
+
+
+async def test_a_failure_of_old_content_leaves_the_re_queued_job(world, assets):
+    (asset_id, *_) = assets
+    enqueue(world.services.index, [asset_id])
+    with world.services.index.read() as txn:
+        taken = txn.get(job_queue.QUEUE_TABLES[job_queue.THUMBNAILS], asset_id.bytes)
+    later = utc_now()
+    world.services.index.write(
+        lambda txn: job_queue.enqueue(txn, job_queue.THUMBNAILS, asset_id, later, force=True)
+    )
+
+    def fail(txn):
+        return job_queue.record_failure(txn, job_queue.THUMBNAILS, asset_id, taken, "bad", later,
+                                        max_attempts=3, final=True)  # fmt: skip
+
+    assert world.services.index.write(fail) is False
+    with world.services.index.read() as txn:
+        assert txn.get(job_queue.QUEUE_TABLES[job_queue.THUMBNAILS], asset_id.bytes).force is True
+        assert job_queue.failures_of(txn, asset_id) == []
+
+
+async def test_empty_keeps_running_jobs(world, assets):
+    enqueue(world.services.index, assets)
+    world.services.index.write(lambda txn: job_queue.empty(txn, job_queue.THUMBNAILS, {assets[0]}))
+    with world.services.index.read() as txn:
+        assert [key for key, _ in txn.items(job_queue.QUEUE_TABLES[job_queue.THUMBNAILS])] == [
+            assets[0].bytes
+        ]
+
+
+def behave_all(hows: list[str]) -> int:
+    """A batch job (like metadata's): the whole batch in one worker call."""
+    for how in hows:
+        behave(how)
+    return os.getpid()
+
+
+class Batched(StandIn):
+    group_size = 5
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes:
+        await workers.run(behave_all, [self.how.get(asset_id, "ok") for asset_id, _ in group])
+        for asset_id, job in group:
+            self.index.write(lambda txn, a=asset_id, j=job: job_queue.finish(txn, self.queue, a, j))
+        return dict.fromkeys((asset_id for asset_id, _ in group), None)
+
+
+async def test_a_batch_whose_worker_dies_is_retried_one_by_one(world, assets):
+    handler = Batched(world.services.index)
+    handler.how[assets[3]] = "crash"
+    queue = make_queue(world.services.index, handler, max_attempts=2, retry_delay=0)
+    enqueue(world.services.index, assets)
+    await run_until_idle(queue, timeout=60)
+    with world.services.index.read() as txn:
+        failed = {asset_id for asset_id in assets if job_queue.failures_of(txn, asset_id)}
+    assert failed == {assets[3]}  # the others of its batch were spared
+    assert queue.counts().completed == 4
