@@ -146,11 +146,27 @@ def metadata_changes(asset: Asset, info: ExifInfo) -> dict[str, object]:
     return changes
 
 
-class ThumbnailJobs:
+class _OneByOne:
+    """A handler whose worker calls take one file each (renders, transcodes)."""
+
+    queue: str
+    group_size = 1
+    index: Index
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes:
+        outcomes: Outcomes = {}
+        for source, job in _locate_group(self.index, self.queue, group, outcomes):
+            outcomes[source.asset.id] = await self.one(workers, source, job)
+        return outcomes
+
+    async def one(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
+        raise NotImplementedError
+
+
+class ThumbnailJobs(_OneByOne):
     """`thumbnailGeneration`: thumbnail, preview and thumbhash (`media.md` §2, §3), a new version per render."""
 
     queue = job_queue.THUMBNAILS
-    group_size = 1
 
     def __init__(self, index: Index, derived: DerivedFiles, image: ImageSettings):
         self.index = index
@@ -160,13 +176,7 @@ class ThumbnailJobs:
     def wanted(self, asset: Asset, *, force: bool) -> bool:
         return force or asset.thumbnail_version == 0
 
-    async def run(self, workers: Workers, group: Group) -> Outcomes:
-        outcomes: Outcomes = {}
-        for source, job in _locate_group(self.index, self.queue, group, outcomes):
-            outcomes[source.asset.id] = await self._render(workers, source, job)
-        return outcomes
-
-    async def _render(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
+    async def one(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
         asset = source.asset
         version = asset.thumbnail_version + 1
         thumbnail = self.derived.image_path(asset.id, "thumbnail", version)
@@ -199,12 +209,11 @@ class ThumbnailJobs:
         return None
 
 
-class VideoJobs:
+class VideoJobs(_OneByOne):
     """`videoConversion`: decide by the transcode policy and transcode, or delete a transcode no longer needed
     (`media.md` §4)."""
 
     queue = job_queue.VIDEO
-    group_size = 1
 
     def __init__(self, index: Index, derived: DerivedFiles, ffmpeg: FfmpegSettings):
         self.index = index
@@ -214,13 +223,7 @@ class VideoJobs:
     def wanted(self, asset: Asset, *, force: bool) -> bool:
         return asset.type == "VIDEO" and (force or asset.video_decided_at is None)
 
-    async def run(self, workers: Workers, group: Group) -> Outcomes:
-        outcomes: Outcomes = {}
-        for source, job in _locate_group(self.index, self.queue, group, outcomes):
-            outcomes[source.asset.id] = await self._convert(workers, source, job)
-        return outcomes
-
-    async def _convert(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
+    async def one(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
         asset = source.asset
         output = self.derived.encoded_video(asset.id)
         await trio.to_thread.run_sync(self.derived.remove_temporary, asset.id)  # a killed attempt's leftovers
