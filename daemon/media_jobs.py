@@ -8,6 +8,7 @@ failures, worker processes) is `daemon/media_queue.py`.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,18 @@ from .config import FfmpegSettings, ImageSettings, Settings
 from .derived import DerivedFiles, remove_all
 from .errors import BadMedia
 from .index import EXIF, PENDING_METADATA, Index, Txn
-from .media_queue import Failure, Group, MediaQueue, Outcomes, Source, Workers, failure_of, locate
+from .media_queue import (
+    Failure,
+    Group,
+    JobHandler,
+    MediaQueue,
+    Outcomes,
+    Source,
+    Workers,
+    failure_of,
+    init_worker_logging,
+    locate,
+)
 from .originals import NotConfined
 from .records import Asset, ExifInfo, PendingJob
 from .timeutil import utc_now
@@ -278,17 +290,15 @@ class MediaQueues:
     def build(cls, index: Index, settings: Settings) -> MediaQueues:
         files = DerivedFiles(settings.data_dir, settings.image)
         jobs = settings.job
+        init = functools.partial(init_worker_logging, settings.log_level, settings.log_format)
+
+        def queue(handler: JobHandler, concurrency: int) -> MediaQueue:
+            return MediaQueue(index, handler, concurrency=concurrency, jobs=jobs, worker_init=init)
+
         return cls(
-            metadata=MediaQueue(index, MetadataJobs(index), concurrency=jobs.metadata_extraction, jobs=jobs),
-            thumbnails=MediaQueue(
-                index,
-                ThumbnailJobs(index, files, settings.image),
-                concurrency=jobs.thumbnail_generation,
-                jobs=jobs,
-            ),
-            video=MediaQueue(
-                index, VideoJobs(index, files, settings.ffmpeg), concurrency=jobs.video_conversion, jobs=jobs
-            ),
+            metadata=queue(MetadataJobs(index), jobs.metadata_extraction),
+            thumbnails=queue(ThumbnailJobs(index, files, settings.image), jobs.thumbnail_generation),
+            video=queue(VideoJobs(index, files, settings.ffmpeg), jobs.video_conversion),
         )
 
     def by_name(self) -> dict[str, MediaQueue]:

@@ -32,6 +32,7 @@ from . import job_queue
 from .config import JobSettings
 from .errors import BadMedia, InvalidInput
 from .index import ASSETS, LIBRARIES, USERS, Index, Txn
+from .logs import setup_logging
 from .originals import NotConfined
 from .paths import NO_EXTERNAL_PATH_MESSAGE, os_error_text
 from .records import Asset, PendingJob
@@ -125,6 +126,13 @@ def failure_of(error: BaseException, path: bytes | None = None) -> Failure:
     raise error
 
 
+def init_worker_logging(level: str, log_format: str) -> bool:
+    """Runs in each worker process before its first job: its warnings (a bad sidecar, an HDR video) go to the
+    daemon's stderr in the daemon's format (the journal under systemd)."""
+    setup_logging(level, log_format)
+    return True
+
+
 def _retire_after(limit: int) -> bool:
     """Runs in the worker after each job: retire it after `limit` jobs (module-level so it pickles)."""
     global _jobs_done
@@ -136,8 +144,17 @@ _jobs_done = 0
 
 
 class MediaQueue:
-    def __init__(self, index: Index, handler: JobHandler, *, concurrency: int, jobs: JobSettings):
+    def __init__(
+        self,
+        index: Index,
+        handler: JobHandler,
+        *,
+        concurrency: int,
+        jobs: JobSettings,
+        worker_init: Callable[[], bool] = bool,
+    ):
         self.index = index
+        self.worker_init = worker_init
         self.handler = handler
         self.name = handler.queue
         self.concurrency = max(1, concurrency)
@@ -220,7 +237,7 @@ class MediaQueue:
         retire = functools.partial(_retire_after, max(1, self.jobs.worker_recycle_after))
         async with (
             trio_parallel.open_worker_context(
-                idle_timeout=WORKER_IDLE_SECONDS, retire=retire, grace_period=5
+                idle_timeout=WORKER_IDLE_SECONDS, init=self.worker_init, retire=retire, grace_period=5
             ) as context,
             trio.open_nursery() as nursery,
         ):

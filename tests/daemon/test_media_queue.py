@@ -4,6 +4,9 @@ each test controls exactly how the work behaves."""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import os
 import signal
 import uuid
@@ -16,7 +19,7 @@ from daemon import job_queue
 from daemon.config import JobSettings
 from daemon.errors import BadMedia, InvalidInput
 from daemon.index import Index
-from daemon.media_queue import Group, MediaQueue, Outcomes, Workers, failure_of
+from daemon.media_queue import Group, MediaQueue, Outcomes, Workers, failure_of, init_worker_logging
 from daemon.records import Asset
 from daemon.timeutil import utc_now
 from tests.library_helpers import write
@@ -38,6 +41,8 @@ def behave(how: str) -> int:
             os.kill(os.getpid(), signal.SIGKILL)
     if how == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
+    if how == "warn":
+        logging.getLogger("daemon.thumbnails").warning("sidecar %s ignored: not XML", "/photos/a.xmp")
     if how == "vanished":
         raise FileNotFoundError(2, "No such file or directory", "/photos/gone.jpg")
     return os.getpid()
@@ -258,3 +263,19 @@ async def test_a_batch_whose_worker_dies_is_retried_one_by_one(world, assets):
         failed = {asset_id for asset_id in assets if job_queue.failures_of(txn, asset_id)}
     assert failed == {assets[3]}  # the others of its batch were spared
     assert queue.counts().completed == 4
+
+
+async def test_worker_warnings_reach_the_daemons_log_stream(world, assets, capfd):
+    handler = StandIn(world.services.index)
+    handler.how[assets[0]] = "warn"
+    init = functools.partial(init_worker_logging, "info", "json")
+    queue = MediaQueue(world.services.index, handler, concurrency=1, jobs=JobSettings(), worker_init=init)
+    enqueue(world.services.index, assets[:1])
+    await run_until_idle(queue)
+    captured = capfd.readouterr()
+    lines = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    assert {
+        "level": "warning",
+        "logger": "daemon.thumbnails",
+        "message": "sidecar /photos/a.xmp ignored: not XML",
+    }.items() <= next(line for line in lines if line.get("logger") == "daemon.thumbnails").items()
