@@ -121,7 +121,6 @@ class JobSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     metadata_extraction: int = msgspec.field(default=2, name="metadataExtraction")
     thumbnail_generation: int = msgspec.field(default=2, name="thumbnailGeneration")
     video_conversion: int = msgspec.field(default=1, name="videoConversion")
-    sidecar: int = 2
     worker_recycle_after: int = msgspec.field(default=200, name="workerRecycleAfter")
     """A worker process is replaced after this many jobs (a leaky decoder cannot grow without bound)."""
     max_attempts: int = msgspec.field(default=3, name="maxAttempts")
