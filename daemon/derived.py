@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import ImageOutput, ImageSettings
@@ -47,27 +48,27 @@ class DerivedFiles:
     def encoded_video(self, asset_id: uuid.UUID) -> Path:
         return self.folder(asset_id) / "encoded-video.mp4"
 
-    def remove_temporary(self, asset_id: uuid.UUID) -> None:
-        """Delete temp files a killed worker left in the asset's folder (`<name>.tmp-<pid>`)."""
-        try:
-            entries = list(os.scandir(self.folder(asset_id)))
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            if ".tmp-" in entry.name:
-                _unlink(entry.path)
+    def remove_transcode_leftovers(self, asset_id: uuid.UUID) -> None:
+        """Delete the temp files a killed transcode left (`encoded-video.mp4.tmp-<pid>`), and only those: a
+        thumbnail render of the same asset may be writing its own temp files at this moment."""
+        prefix = self.encoded_video(asset_id).name + ".tmp-"
+        self._remove(asset_id, lambda name: name.startswith(prefix))
 
     def remove_old_versions(self, asset_id: uuid.UUID, keep: int) -> None:
-        """Delete thumbnails and previews of versions other than `keep` (after the index switched to it), and
-        temp files a killed worker may have left."""
+        """Delete thumbnails and previews of versions other than `keep` (after the index switched to it),
+        including temp files of a killed render (`thumbnail-<v>.webp.tmp-<pid>`)."""
         keep_names = {self.image_path(asset_id, size, keep).name for size in ("thumbnail", "preview")}
+        self._remove(
+            asset_id, lambda name: name.startswith(("thumbnail-", "preview-")) and name not in keep_names
+        )
+
+    def _remove(self, asset_id: uuid.UUID, doomed: Callable[[str], bool]) -> None:
         try:
             entries = list(os.scandir(self.folder(asset_id)))
         except FileNotFoundError:
             return
         for entry in entries:
-            stale = entry.name.startswith(("thumbnail-", "preview-")) and entry.name not in keep_names
-            if stale or ".tmp-" in entry.name:
+            if doomed(entry.name):
                 _unlink(entry.path)
 
 

@@ -238,7 +238,7 @@ class VideoJobs(_OneByOne):
     async def one(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
         asset = source.asset
         output = self.derived.encoded_video(asset.id)
-        await trio.to_thread.run_sync(self.derived.remove_temporary, asset.id)  # a killed attempt's leftovers
+        await trio.to_thread.run_sync(self.derived.remove_transcode_leftovers, asset.id)  # a killed attempt's
         try:
             found, transcoded = await workers.run(
                 worker_tasks.convert_video, source.path, source.root, str(output), self.ffmpeg

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from datetime import UTC, datetime
 
 import msgspec
@@ -167,3 +168,20 @@ async def test_a_transcode_no_longer_required_is_deleted(world):
     await world.process_media()
     (asset,) = world.assets(library).values()
     assert not asset.has_encoded_video and not files.encoded_video(asset.id).exists()
+
+
+def test_each_cleanup_touches_only_its_own_files(world):
+    files = derived(world)
+    asset_id = uuid.uuid4()
+    folder = files.folder(asset_id)
+    folder.mkdir(parents=True)
+    names = ["thumbnail-1.webp", "preview-1.jpg", "thumbnail-2.webp", "preview-2.jpg", "preview-3.jpg.tmp-7",
+             "encoded-video.mp4", "encoded-video.mp4.tmp-9"]  # fmt: skip
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    files.remove_old_versions(asset_id, 2)  # a render finished; a transcode may be writing its temp file
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["thumbnail-2.webp", "preview-2.jpg", "encoded-video.mp4", "encoded-video.mp4.tmp-9"]
+    )
+    files.remove_transcode_leftovers(asset_id)
+    assert sorted(p.name for p in folder.iterdir()) == ["encoded-video.mp4", "preview-2.jpg", "thumbnail-2.webp"]
