@@ -21,7 +21,7 @@ from . import job_queue
 from .access import Principal
 from .derived import MIME_TYPES, DerivedFiles
 from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
-from .index import EXIF, LIBRARIES, Index
+from .index import EXIF, LIBRARIES, Index, Txn
 from .media_queue import locate
 from .media_types import mime_type
 from .originals import NotConfined, open_original
@@ -89,7 +89,7 @@ class AssetService:
         }[name]
         now = utc_now()
 
-        def work(txn) -> None:  # type: ignore[no-untyped-def]
+        def work(txn: Txn) -> None:
             for asset in owned:
                 if queue != job_queue.VIDEO or asset.type == "VIDEO":
                     job_queue.enqueue(txn, queue, asset.id, now, force=True)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from . import job_queue
 from .index import ASSETS, JOB_FAILURES, Index
+from .media_jobs import MetadataJobs, ThumbnailJobs, VideoJobs
 from .records import Asset
 
 POLL_SECONDS = 1.0
@@ -43,17 +44,13 @@ class QueueProgress:
     failed: int
 
 
-DONE_RULES = {
-    job_queue.METADATA: (lambda a: True, lambda a: a.metadata_extracted_at is not None),
-    job_queue.THUMBNAILS: (lambda a: True, lambda a: a.thumbnail_version > 0),
-    job_queue.VIDEO: (lambda a: a.type == "VIDEO", lambda a: a.video_decided_at is not None),
-}
-"""Per queue: which assets it covers, and which of those it has done."""
+HANDLERS = {job_queue.METADATA: MetadataJobs, job_queue.THUMBNAILS: ThumbnailJobs, job_queue.VIDEO: VideoJobs}
+"""Per queue, the handler whose `wanted` says which assets it covers (`force`) and which still need it."""
 
 
 def progress(index: Index) -> list[QueueProgress]:
     """One pass over the assets (online ones: offline files cannot be worked on)."""
-    counts = {name: [0, 0] for name in DONE_RULES}
+    counts = {name: [0, 0] for name in HANDLERS}
     with index.read() as txn:
         for asset in txn.values(ASSETS):
             if asset.is_offline:
@@ -72,10 +69,10 @@ def progress(index: Index) -> list[QueueProgress]:
 
 
 def _count(counts: dict[str, list[int]], asset: Asset) -> None:
-    for name, (covers, is_done) in DONE_RULES.items():
-        if covers(asset):
+    for name, handler in HANDLERS.items():
+        if handler.wanted(asset, force=True):
             counts[name][1] += 1
-            counts[name][0] += bool(is_done(asset))
+            counts[name][0] += not handler.wanted(asset, force=False)
 
 
 def run(args: argparse.Namespace, index: Index) -> int:

@@ -88,7 +88,8 @@ class MetadataJobs:
     def __init__(self, index: Index):
         self.index = index
 
-    def wanted(self, asset: Asset, *, force: bool) -> bool:
+    @staticmethod
+    def wanted(asset: Asset, *, force: bool) -> bool:
         return force or asset.metadata_extracted_at is None
 
     async def run(self, workers: Workers, group: Group) -> Outcomes:
@@ -185,7 +186,8 @@ class ThumbnailJobs(_OneByOne):
         self.derived = derived
         self.image = image
 
-    def wanted(self, asset: Asset, *, force: bool) -> bool:
+    @staticmethod
+    def wanted(asset: Asset, *, force: bool) -> bool:
         return force or asset.thumbnail_version == 0
 
     async def one(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:
@@ -232,7 +234,8 @@ class VideoJobs(_OneByOne):
         self.derived = derived
         self.ffmpeg = ffmpeg
 
-    def wanted(self, asset: Asset, *, force: bool) -> bool:
+    @staticmethod
+    def wanted(asset: Asset, *, force: bool) -> bool:
         return asset.type == "VIDEO" and (force or asset.video_decided_at is None)
 
     async def one(self, workers: Workers, source: Source, job: PendingJob) -> Failure | None:

@@ -15,6 +15,7 @@ every queue shares:
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import math
@@ -90,7 +91,8 @@ class JobHandler(Protocol):
     async def run(self, workers: Workers, group: Group) -> Outcomes: ...
 
     def wanted(self, asset: Asset, *, force: bool) -> bool:
-        """For `start`: does this asset need this queue's work (all of them with `force`)?"""
+        """Does this asset need this queue's work? With `force`: is it one this queue works on at all? (`start`
+        and `filmroll jobs` ask.)"""
         ...
 
 
@@ -107,7 +109,9 @@ def locate(txn: Txn, asset_id: uuid.UUID) -> Source | None:
     if library.type == "UPLOAD":
         return Source(asset, asset.original_path, None)
     if owner.external_path is None:
-        raise NotConfined(13, NO_EXTERNAL_PATH_MESSAGE, asset.original_path.decode(errors="replace"))
+        raise NotConfined(
+            errno.EACCES, NO_EXTERNAL_PATH_MESSAGE, asset.original_path.decode(errors="replace")
+        )
     return Source(asset, asset.original_path, owner.external_path.encode())
 
 
