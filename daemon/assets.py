@@ -3,6 +3,11 @@
 Every change of an asset goes through these functions, inside the caller's write transaction, so
 `asset_by_path` and `offline_by_signature` always agree with `assets` (`check_index` verifies it).
 
+`timeline` is the per-owner index (owner + capture time + id), its value the flags that filters need (trashed,
+visibility, favourite, offline, type), so statistics and timeline buckets never decode asset records.
+`asset_by_checksum` holds upload-library assets only: the upload path creates the entry (`add_checksum`); these
+functions move or drop it with the asset and never create one.
+
 `asset_by_path` values carry what a rescan compares — id, size, mtime, a sidecar fingerprint and the offline flag
 (`PathEntry`, 41 bytes) — so a scan of an unchanged library never reads the asset records themselves.
 """
@@ -17,8 +22,17 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from . import job_queue
-from .index import ASSET_BY_PATH, ASSETS, EXIF, OFFLINE_BY_SIGNATURE, Txn
+from . import album_index, job_queue
+from .index import (
+    ASSET_BY_CHECKSUM,
+    ASSET_BY_PATH,
+    ASSET_EDITS,
+    ASSETS,
+    EXIF,
+    OFFLINE_BY_SIGNATURE,
+    TIMELINE,
+    Txn,
+)
 from .records import Asset
 
 _MTIME_OFFSET = 1 << 63  # mtimes may be negative; keys must sort as unsigned bytes
@@ -83,6 +97,92 @@ def signature_key(asset: Asset) -> bytes:
     return signature_prefix(asset.library_id, asset.file_size, asset.file_mtime_ns) + asset.id.bytes
 
 
+_TIME_OFFSET = 1 << 63
+_VISIBILITY_CODES = {"timeline": 0, "archive": 1, "hidden": 2, "locked": 3}
+_VISIBILITIES = {code: name for name, code in _VISIBILITY_CODES.items()}
+_VIDEO, _FAVORITE, _TRASHED, _OFFLINE_FLAG = 1, 2, 4, 8
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One `timeline` entry, decoded: enough to filter and count without reading the asset record."""
+
+    owner_id: uuid.UUID
+    local_micros: int
+    asset_id: uuid.UUID
+    is_video: bool
+    is_favorite: bool
+    is_trashed: bool
+    is_offline: bool
+    visibility: str
+
+    @classmethod
+    def decode(cls, key: bytes, value: bytes) -> TimelineEntry:
+        flags = value[0]
+        return cls(
+            owner_id=uuid.UUID(bytes=key[:16]),
+            local_micros=int.from_bytes(key[16:24], "big") - _TIME_OFFSET,
+            asset_id=uuid.UUID(bytes=key[24:40]),
+            is_video=bool(flags & _VIDEO),
+            is_favorite=bool(flags & _FAVORITE),
+            is_trashed=bool(flags & _TRASHED),
+            is_offline=bool(flags & _OFFLINE_FLAG),
+            visibility=_VISIBILITIES[value[1]],
+        )
+
+
+def _micros(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp()) * 1_000_000 + value.microsecond
+
+
+def timeline_key(asset: Asset) -> bytes:
+    return (
+        asset.owner_id.bytes
+        + (_micros(asset.local_date_time) + _TIME_OFFSET).to_bytes(8, "big")
+        + asset.id.bytes
+    )
+
+
+def timeline_entry(asset: Asset) -> bytes:
+    flags = (
+        (_VIDEO if asset.type == "VIDEO" else 0)
+        | (_FAVORITE if asset.is_favorite else 0)
+        | (_TRASHED if asset.trashed_at is not None else 0)
+        | (_OFFLINE_FLAG if asset.is_offline else 0)
+    )
+    return bytes([flags, _VISIBILITY_CODES[asset.visibility]])
+
+
+def timeline_of(txn: Txn, owner_id: uuid.UUID) -> Iterator[TimelineEntry]:
+    """Every asset of the owner, oldest capture time first."""
+    for key, value in txn.items(TIMELINE, owner_id.bytes):
+        yield TimelineEntry.decode(key, value)
+
+
+def checksum_key(owner_id: uuid.UUID, sha1: bytes) -> bytes:
+    return owner_id.bytes + sha1
+
+
+def by_checksum(txn: Txn, owner_id: uuid.UUID, sha1: bytes) -> Asset | None:
+    """The owner's upload-library asset with this content SHA-1 (trashed ones included), if any."""
+    key = txn.get(ASSET_BY_CHECKSUM, checksum_key(owner_id, sha1))
+    return None if key is None else txn.get(ASSETS, key)
+
+
+def add_checksum(txn: Txn, asset: Asset) -> None:
+    """Register an upload-library asset under its content SHA-1 (the upload path does, once)."""
+    assert asset.content_sha1 is not None
+    txn.put(ASSET_BY_CHECKSUM, checksum_key(asset.owner_id, asset.content_sha1), asset.id.bytes)
+
+
+def _has_checksum_entry(txn: Txn, asset: Asset) -> bool:
+    return asset.content_sha1 is not None and (
+        txn.get(ASSET_BY_CHECKSUM, checksum_key(asset.owner_id, asset.content_sha1)) == asset.id.bytes
+    )
+
+
 def mtime_datetime(mtime_ns: int) -> datetime:
     return datetime.fromtimestamp(mtime_ns / 1e9, UTC)
 
@@ -100,6 +200,7 @@ def insert_many(txn: Txn, new: list[Asset]) -> list[bytes]:
     """Store new, online assets (a scan's new files), one bulk put per table. Returns their raw ids."""
     keys = [asset.id.bytes for asset in new]
     txn.put_many(ASSETS, list(zip(keys, new, strict=True)))
+    txn.put_many(TIMELINE, [(timeline_key(a), timeline_entry(a)) for a in new])
     library_keys: dict[uuid.UUID, bytes] = {}
     txn.put_many(ASSET_BY_PATH, [
         (library_keys.setdefault(a.library_id, a.library_id.bytes) + a.original_path, path_entry(a, key))
@@ -111,6 +212,16 @@ def insert_many(txn: Txn, new: list[Asset]) -> list[bytes]:
 def update(txn: Txn, before: Asset, **changes: object) -> Asset:
     """Store `before` with `changes`, moving its path key and offline signature as needed."""
     after = msgspec.structs.replace(before, **changes)
+    if _has_checksum_entry(txn, before) and (
+        after.owner_id != before.owner_id or after.content_sha1 != before.content_sha1
+    ):
+        txn.delete(ASSET_BY_CHECKSUM, checksum_key(before.owner_id, before.content_sha1 or b""))
+        if after.content_sha1 is not None:
+            add_checksum(txn, after)
+    old_timeline, new_timeline = timeline_key(before), timeline_key(after)
+    if old_timeline != new_timeline:
+        txn.delete(TIMELINE, old_timeline)
+    txn.put(TIMELINE, new_timeline, timeline_entry(after))
     if after.original_path != before.original_path or after.library_id != before.library_id:
         txn.delete(ASSET_BY_PATH, path_key(before.library_id, before.original_path))
     txn.put(ASSET_BY_PATH, path_key(after.library_id, after.original_path), path_entry(after))
@@ -123,10 +234,16 @@ def update(txn: Txn, before: Asset, **changes: object) -> Asset:
 
 
 def remove(txn: Txn, asset: Asset) -> None:
-    """Drop an asset's index entries, metadata and pending work. Files on disk are the caller's business: its
-    derived files (`DerivedFiles.remove_all`, after the commit), never originals of external libraries."""
+    """Drop an asset's index entries, metadata, edits, album memberships and pending work. Files on disk are the
+    caller's business: its derived files (`DerivedFiles.remove_all`, after the commit) and, for uploads only, its
+    original; never originals of external libraries."""
+    if _has_checksum_entry(txn, asset):
+        txn.delete(ASSET_BY_CHECKSUM, checksum_key(asset.owner_id, asset.content_sha1 or b""))
+    txn.delete(TIMELINE, timeline_key(asset))
+    album_index.forget_asset(txn, asset.id)
     txn.delete(ASSETS, asset.id.bytes)
     txn.delete(EXIF, asset.id.bytes)
+    txn.delete(ASSET_EDITS, asset.id.bytes)
     txn.delete(ASSET_BY_PATH, path_key(asset.library_id, asset.original_path))
     if asset.is_offline:
         txn.delete(OFFLINE_BY_SIGNATURE, signature_key(asset))

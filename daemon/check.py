@@ -16,9 +16,15 @@ import msgspec
 from . import assets as asset_index
 from . import job_queue
 from .index import (
+    ALBUM_ASSETS,
+    ALBUM_BY_OWNER,
+    ALBUMS,
     API_KEY_BY_SECRET,
     API_KEYS,
+    ASSET_ALBUMS,
+    ASSET_BY_CHECKSUM,
     ASSET_BY_PATH,
+    ASSET_EDITS,
     ASSETS,
     EXIF,
     JOB_FAILURES,
@@ -26,6 +32,7 @@ from .index import (
     META,
     OFFLINE_BY_SIGNATURE,
     SESSIONS,
+    TIMELINE,
     USER_BY_EMAIL,
     USERS,
     Index,
@@ -73,8 +80,21 @@ def check_index(index: Index) -> list[str]:
             key[:16]: value for key, value in _decoded(txn, JOB_FAILURES, problems).items()
         }
         per_asset["exif"] = _decoded(txn, EXIF, problems)
+        per_asset["asset_edits"] = _decoded(txn, ASSET_EDITS, problems)
+        timeline = dict(txn.raw_items(TIMELINE))
+        by_checksum = dict(txn.raw_items(ASSET_BY_CHECKSUM))
+        albums = _decoded(txn, ALBUMS, problems)
+        album_by_owner = {key for key, _ in txn.raw_items(ALBUM_BY_OWNER)}
+        album_assets = {key for key, _ in txn.raw_items(ALBUM_ASSETS)}
+        asset_albums = {key for key, _ in txn.raw_items(ASSET_ALBUMS)}
 
-    for table, entries in ((USERS, users), (API_KEYS, api_keys), (LIBRARIES, libraries), (ASSETS, assets)):
+    for table, entries in (
+        (USERS, users),
+        (API_KEYS, api_keys),
+        (LIBRARIES, libraries),
+        (ASSETS, assets),
+        (ALBUMS, albums),
+    ):
         _id_key_matches(table, entries, problems)
 
     # users <-> user_by_email
@@ -131,7 +151,62 @@ def check_index(index: Index) -> list[str]:
         if user.deleted_at is None and user.id.bytes not in live_upload_owners:
             problems.append(f"users[{user.id}]: has no upload library")
     _check_assets(assets, libraries, by_path, offline_signatures, per_asset, problems)
+    _check_owner_indexes(assets, libraries, timeline, by_checksum, problems)
+    _check_albums(users, assets, albums, album_by_owner, album_assets, asset_albums, problems)
     return problems
+
+
+def _check_owner_indexes(assets, libraries, timeline, by_checksum, problems: list[str]) -> None:
+    """timeline has exactly one current entry per asset; asset_by_checksum points at the owner's upload-library
+    asset with that content hash."""
+    expected = {asset_index.timeline_key(a): asset_index.timeline_entry(a) for a in assets.values()}
+    for key, value in expected.items():
+        if timeline.get(key) != value:
+            problems.append(f"assets[{_uuid(key[24:40])}]: its timeline entry is missing or stale")
+    for key in timeline.keys() - expected.keys():
+        problems.append(f"timeline[{key.hex()}]: no asset has this entry")
+    for key, value in by_checksum.items():
+        asset = assets.get(value)
+        library = libraries.get(asset.library_id.bytes) if asset is not None else None
+        if (
+            asset is None
+            or library is None
+            or library.type != "UPLOAD"
+            or asset_index.checksum_key(asset.owner_id, asset.content_sha1 or b"") != key
+        ):
+            problems.append(
+                f"asset_by_checksum[{key.hex()}]: points to a missing, external or changed asset {_uuid(value)}"
+            )
+
+
+def _check_albums(users, assets, albums, album_by_owner, album_assets, asset_albums, problems: list[str]) -> None:
+    """Albums belong to users (both ways); memberships are mirrored and name existing assets of the owner; the
+    thumbnail is a member."""
+    for album in albums.values():
+        if album.owner_id.bytes not in users:
+            problems.append(f"albums[{album.id}]: owner {album.owner_id} does not exist")
+        if album.owner_id.bytes + album.id.bytes not in album_by_owner:
+            problems.append(f"albums[{album.id}]: missing from album_by_owner")
+        thumbnail = album.thumbnail_asset_id
+        if thumbnail is not None and album.id.bytes + thumbnail.bytes not in album_assets:
+            problems.append(f"albums[{album.id}]: thumbnail {thumbnail} is not a member")
+        if thumbnail is None and any(key.startswith(album.id.bytes) for key in album_assets):
+            problems.append(f"albums[{album.id}]: has members but no thumbnail")
+    for key in album_by_owner:
+        album = albums.get(key[16:])
+        if album is None or album.owner_id.bytes != key[:16]:
+            problems.append(f"album_by_owner[{key.hex()}]: no such album of this owner")
+    for key in album_assets:
+        album, asset = albums.get(key[:16]), assets.get(key[16:])
+        if album is None or asset is None:
+            problems.append(f"album_assets[{key.hex()}]: album or asset is gone")
+        elif asset.owner_id != album.owner_id:
+            problems.append(f"album_assets[{key.hex()}]: asset {asset.id} is not the album owner's")
+        if key[16:] + key[:16] not in asset_albums:
+            problems.append(f"album_assets[{key.hex()}]: missing from asset_albums")
+    for key in asset_albums:
+        if key[16:] + key[:16] not in album_assets:
+            problems.append(f"asset_albums[{key.hex()}]: missing from album_assets")
 
 
 def _check_assets(assets, libraries, by_path, offline_signatures, per_asset, problems: list[str]) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 from cronsim import CronSim, CronSimError
 
+from . import storage_template
 from .errors import InvalidInput
 
 DEFAULT_LISTEN = "127.0.0.1:2283"
@@ -130,6 +131,17 @@ class JobSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     network drive's hiccup)."""
 
 
+class StorageTemplateSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Immich's `storageTemplate` (`media.md` §5): where upload-library originals live on disk. Enabled by
+    default in filmroll (Immich ships it disabled)."""
+
+    enabled: bool = True
+    hash_verification_enabled: bool = msgspec.field(default=True, name="hashVerificationEnabled")
+    """Check a copy across filesystems by SHA-1 before the original is removed."""
+    template: str = storage_template.DEFAULT_TEMPLATE
+    """Validated at load: an invalid template refuses to start (`Invalid storage template: …`)."""
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ""
     """Where the index, uploads and derived files live. Default: $STATE_DIRECTORY (systemd), else
@@ -145,6 +157,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     image: ImageSettings = msgspec.field(default_factory=ImageSettings)
     ffmpeg: FfmpegSettings = msgspec.field(default_factory=FfmpegSettings)
     job: JobSettings = msgspec.field(default_factory=JobSettings)
+    storage_template: StorageTemplateSettings = msgspec.field(
+        default_factory=StorageTemplateSettings, name="storageTemplate"
+    )
     config_file: str = ""
     """The TOML file these settings came from, if any (set by `load_settings`, not read from the file)."""
 
@@ -259,4 +274,5 @@ def load_settings(
     settings.config_file = os.path.abspath(config_file) if config_file else ""
     settings.listen_address()
     check_cron_expression(settings.library.scan.cron_expression)
+    storage_template.parse(settings.storage_template.template)
     return settings

@@ -25,14 +25,25 @@ import lmdb
 import msgspec
 
 from .errors import IndexUnusable
-from .records import ApiKey, Asset, ExifInfo, JobFailure, Library, PendingJob, Session, User
+from .records import (
+    Album,
+    ApiKey,
+    Asset,
+    AssetEdits,
+    ExifInfo,
+    JobFailure,
+    Library,
+    PendingJob,
+    Session,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INITIAL_MAP_SIZE = 256 * 1024 * 1024
 _ENCODER = msgspec.msgpack.Encoder(uuid_format="bytes")
 
@@ -73,10 +84,23 @@ OFFLINE_BY_SIGNATURE: Table[bytes] = Table(
 PENDING_METADATA = Table("pending_metadataExtraction", PendingJob)
 PENDING_THUMBNAILS = Table("pending_thumbnailGeneration", PendingJob)
 PENDING_VIDEO = Table("pending_videoConversion", PendingJob)
+PENDING_STORAGE_TEMPLATE = Table("pending_storageTemplateMigration", PendingJob)
 JOB_FAILURES = Table("job_failures", JobFailure)  # asset id + queue name -> JobFailure
 EXIF = Table(
     "exif", ExifInfo
 )  # asset id -> ExifInfo (kept apart from Asset: only GET /api/assets/{id} reads it)
+
+ASSET_EDITS = Table("asset_edits", AssetEdits)  # asset id -> the owner's edits (override metadata)
+ASSET_BY_CHECKSUM: Table[bytes] = Table(
+    "asset_by_checksum"
+)  # owner id + content SHA-1 -> asset id, upload-library assets only (duplicates, §14)
+TIMELINE: Table[bytes] = Table(
+    "timeline"
+)  # owner id + local capture time + asset id -> flags (`daemon.assets.TimelineEntry`): every asset by owner
+ALBUMS = Table("albums", Album)  # album id -> Album
+ALBUM_BY_OWNER: Table[bytes] = Table("album_by_owner")  # owner id + album id -> b""
+ALBUM_ASSETS: Table[bytes] = Table("album_assets")  # album id + asset id -> added-at (8 bytes, µs)
+ASSET_ALBUMS: Table[bytes] = Table("asset_albums")  # asset id + album id -> b"" (the reverse of album_assets)
 
 TABLES: tuple[Table[Any], ...] = (
     META,
@@ -94,6 +118,14 @@ TABLES: tuple[Table[Any], ...] = (
     PENDING_VIDEO,
     JOB_FAILURES,
     EXIF,
+    PENDING_STORAGE_TEMPLATE,
+    ASSET_EDITS,
+    ASSET_BY_CHECKSUM,
+    TIMELINE,
+    ALBUMS,
+    ALBUM_BY_OWNER,
+    ALBUM_ASSETS,
+    ASSET_ALBUMS,
 )
 
 # Schema migrations: MIGRATIONS[n] upgrades an index at version n to n + 1, inside one write transaction.
@@ -114,7 +146,16 @@ def _media_pipeline(txn: Txn) -> None:
             txn.put(PENDING_VIDEO, key, job)
 
 
-MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline}
+def _albums_and_uploads(txn: Txn) -> None:
+    """2 -> 3: the per-owner timeline and the upload checksum tables appeared (albums start empty). Fill them from
+    the assets; uploads did not exist before version 3, so only the timeline has entries to build."""
+    from .assets import timeline_entry, timeline_key
+
+    for _, asset in list(txn.items(ASSETS)):
+        txn.put(TIMELINE, timeline_key(asset), timeline_entry(asset))
+
+
+MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline, 2: _albums_and_uploads}
 
 
 class Txn:

@@ -21,6 +21,7 @@ import msgspec
 from .index import (
     JOB_FAILURES,
     PENDING_METADATA,
+    PENDING_STORAGE_TEMPLATE,
     PENDING_THUMBNAILS,
     PENDING_VIDEO,
     Table,
@@ -31,10 +32,12 @@ from .records import Asset, JobFailure, PendingJob
 METADATA = "metadataExtraction"
 THUMBNAILS = "thumbnailGeneration"
 VIDEO = "videoConversion"
+STORAGE_TEMPLATE = "storageTemplateMigration"
 QUEUE_TABLES: dict[str, Table[PendingJob]] = {
     METADATA: PENDING_METADATA,
     THUMBNAILS: PENDING_THUMBNAILS,
     VIDEO: PENDING_VIDEO,
+    STORAGE_TEMPLATE: PENDING_STORAGE_TEMPLATE,
 }
 
 

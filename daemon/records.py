@@ -120,6 +120,47 @@ class Asset(Record, kw_only=True):
     """A transcode exists (`daemon.derived`); playback serves it instead of the original."""
     video_decided_at: datetime | None = None
     """Videos: when the transcode policy last ran for this asset (None: never decided)."""
+    device_asset_id: str = ""
+    """Uploads: the client's own id for the file (legacy Immich field, stored when sent)."""
+    device_id: str = ""
+    storage_placed_at: datetime | None = None
+    """Uploads: when the storage template last placed the original (None: still where the upload landed)."""
+
+
+AlbumOrder = Literal["asc", "desc"]
+
+
+class Album(Record, kw_only=True):
+    """A user's album. Its members are in `album_assets` (and the reverse `asset_albums`); deleting an album
+    never deletes assets."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    description: str = ""
+    thumbnail_asset_id: uuid.UUID | None = None
+    created_at: datetime
+    updated_at: datetime
+    is_activity_enabled: bool = True
+    order: AlbumOrder = "desc"
+
+
+EDITABLE_FIELDS = ("date_time_original", "time_zone", "latitude", "longitude", "description", "rating")
+
+
+class AssetEdits(msgspec.Struct, frozen=True, kw_only=True):
+    """What the owner set through `PUT /api/assets…` (`media.md` §6.3). Only the names in `fields` were set (so
+    an edit can set a value to null); they override the file and its sidecar and survive every re-extraction.
+    Stored apart from the asset (table `asset_edits`)."""
+
+    fields: tuple[str, ...] = ()
+    date_time_original: datetime | None = None
+    time_zone: str | None = None
+    local_date_time: datetime | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    description: str | None = None
+    rating: int | None = None
 
 
 class ExifInfo(msgspec.Struct, frozen=True, kw_only=True):
