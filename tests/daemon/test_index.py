@@ -178,3 +178,58 @@ def test_schema_1_assets_get_their_media_work_queued(tmp_path):
         assert {key for key, _ in txn.items(PENDING_METADATA)} == set(made.values())
         assert {key for key, _ in txn.items(PENDING_THUMBNAILS)} == set(made.values())
         assert [key for key, _ in txn.items(PENDING_VIDEO)] == [made["VIDEO"]]
+
+
+def test_schema_2_assets_get_their_timeline_entries(tmp_path):
+    import uuid
+    from datetime import UTC, datetime
+
+    from daemon import assets as asset_index
+    from daemon.index import ASSETS, MIGRATIONS
+    from daemon.records import Asset
+
+    now = datetime(2020, 5, 6, 7, 8, 9, tzinfo=UTC)
+    owner = uuid.uuid4()
+    with Index(tmp_path / "index", schema_version=2, migrations={}) as old:
+        asset = Asset(id=uuid.uuid4(), owner_id=owner, library_id=uuid.uuid4(), type="VIDEO",
+                      original_path=b"/p/x", file_size=1, file_mtime_ns=0, file_created_at=now,
+                      local_date_time=now, created_at=now, updated_at=now, is_favorite=True)  # fmt: skip
+        old.write(lambda txn: txn.put(ASSETS, asset.id.bytes, asset))
+    with Index(tmp_path / "index", migrations=MIGRATIONS, migrate=True) as index, index.read() as txn:
+        [entry] = asset_index.timeline_of(txn, owner)
+        assert entry.asset_id == asset.id and entry.is_video and entry.is_favorite and not entry.is_trashed
+        assert entry.local_micros == int(now.timestamp()) * 1_000_000 and entry.visibility == "timeline"
+
+
+def test_asset_updates_keep_timeline_and_checksum_entries_in_step(tmp_path):
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from daemon import assets as asset_index
+    from daemon.index import ASSET_BY_CHECKSUM, TIMELINE
+    from daemon.records import Asset
+
+    now = datetime(2020, 5, 6, tzinfo=UTC)
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    asset = Asset(id=uuid.uuid4(), owner_id=owner, library_id=uuid.uuid4(), type="IMAGE",
+                  original_path=b"/u/x.jpg", file_size=1, file_mtime_ns=0, file_created_at=now,
+                  local_date_time=now, created_at=now, updated_at=now, content_sha1=b"s" * 20)  # fmt: skip
+    with Index(tmp_path / "index") as index:
+
+        def create(txn):
+            asset_index.insert_many(txn, [asset])
+            asset_index.add_checksum(txn, asset)
+
+        index.write(create)
+        later = now + timedelta(days=40)
+        moved = index.write(lambda txn: asset_index.update(
+            txn, asset, local_date_time=later, owner_id=other, visibility="archive", trashed_at=later))  # fmt: skip
+        with index.read() as txn:
+            assert list(asset_index.timeline_of(txn, owner)) == []
+            [entry] = asset_index.timeline_of(txn, other)
+            assert entry.visibility == "archive" and entry.is_trashed
+            assert asset_index.by_checksum(txn, other, b"s" * 20) == moved
+            assert asset_index.by_checksum(txn, owner, b"s" * 20) is None
+        index.write(lambda txn: asset_index.remove(txn, moved))
+        with index.read() as txn:
+            assert txn.count(TIMELINE) == 0 and txn.count(ASSET_BY_CHECKSUM) == 0
