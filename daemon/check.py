@@ -179,7 +179,9 @@ def _check_owner_indexes(assets, libraries, timeline, by_checksum, problems: lis
             )
 
 
-def _check_albums(users, assets, albums, album_by_owner, album_assets, asset_albums, problems: list[str]) -> None:
+def _check_albums(
+    users, assets, albums, album_by_owner, album_assets, asset_albums, problems: list[str]
+) -> None:
     """Albums belong to users (both ways); memberships are mirrored and name existing assets of the owner; the
     thumbnail is a member."""
     for album in albums.values():

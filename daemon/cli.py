@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings_arguments(external)
     external.add_argument("email")
     external.add_argument("path")
+    transfer = user_commands.add_parser(
+        "transfer",
+        help="move a user's albums, external libraries and assets to another user "
+        "(assets whose content the other user already has are skipped and listed)",
+    )
+    _add_settings_arguments(transfer)
+    transfer.add_argument("--from", dest="source", required=True, metavar="EMAIL")
+    transfer.add_argument("--to", dest="target", required=True, metavar="EMAIL")
     cli_library.add_commands(commands, _add_settings_arguments)
     cli_jobs.add_commands(commands, _add_settings_arguments)
     return parser
@@ -130,6 +138,8 @@ def _user_command(args: argparse.Namespace) -> int:
                 print(
                     f"{user.id}  {user.email}  {user.name!r}  external={user.external_path or '-'}  {flags}"
                 )
+        elif args.user_command == "transfer":
+            return _transfer(services, args.source, args.target)
         else:
             user = services.users.find_by_email(args.email)
             if user is None:
@@ -143,6 +153,31 @@ def _user_command(args: argparse.Namespace) -> int:
             else:
                 updated = services.users.update(user.id, {"external_path": args.path}, as_admin=True)
                 print(f"{updated.email}: external path {updated.external_path or '(none)'}")
+    return 0
+
+
+def _transfer(services: Services, source_email: str, target_email: str) -> int:
+    source, target = services.users.find_by_email(source_email), services.users.find_by_email(target_email)
+    for email, user in ((source_email, source), (target_email, target)):
+        if user is None:
+            print(f"filmroll: no user with email {email}", file=sys.stderr)
+            return 1
+    assert source is not None and target is not None
+    report = services.transfers.transfer(None, source.id, target.id)
+    print(
+        f"moved {report.assets} assets, {report.libraries} external libraries and {report.albums} albums "
+        f"from {source.email} to {target.email}"
+    )
+    for skipped in report.skipped:
+        print(
+            f"skipped {skipped.file_name!r} ({skipped.asset_id}): {target.email} already has it "
+            f"as {skipped.duplicate_of}; its albums now hold that copy"
+        )
+    for name in report.uncovered_libraries:
+        print(
+            f"warning: library {name!r} has import paths outside {target.email}'s external path; "
+            "its next scan will take those files offline"
+        )
     return 0
 
 

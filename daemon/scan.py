@@ -295,8 +295,8 @@ class LibraryScan:
             if library is None or library.deleted_at is not None:
                 raise LibraryGone(f"Library {self.library.id} was deleted during its scan")
             now = utc_now()
-            created = [
-                new_external_asset(self.library, found, now, asset_id)
+            created = [  # the library as stored now: a user transfer may have changed its owner mid-scan
+                new_external_asset(library, found, now, asset_id)
                 for found, asset_id in zip(plan.new, new_ids(len(plan.new)), strict=True)
             ]
             job_queue.enqueue_new_many(txn, created, assets.insert_many(txn, created), now)

@@ -14,6 +14,7 @@ from .libraries import LibraryService
 from .library_jobs import LibraryJobQueue
 from .media_jobs import MediaQueues
 from .nightly import NightlyJob
+from .user_transfer import TransferService
 from .users import UserService
 from .watchers import WatchService
 
@@ -31,6 +32,7 @@ class Services:
     assets: AssetService
     watchers: WatchService
     nightly: NightlyJob
+    transfers: TransferService
 
     @classmethod
     def build(cls, settings: Settings, index: Index) -> Services:
@@ -53,4 +55,5 @@ class Services:
             assets=AssetService(index, DerivedFiles(settings.data_dir, settings.image)),
             watchers=watchers,
             nightly=NightlyJob(settings.library.scan, library_jobs),
+            transfers=TransferService(index, watchers.reconcile),
         )

@@ -139,3 +139,48 @@ async def update_user(user_id: str, data: AdminUpdateUser) -> UserAdminResponse:
 async def delete_user(user_id: str) -> UserAdminResponse:
     # The body's `force` is accepted for compatibility; external files are never touched either way.
     return user_admin_response(services().users.delete(principal(), parse_uuid(user_id)))
+
+
+class TransferRequest(BaseModel):
+    """filmroll's addition: where the user's data goes."""
+
+    targetUserId: str
+
+
+class SkippedAssetResponse(BaseModel):
+    assetId: str
+    originalFileName: str
+    duplicateOf: str
+
+
+class TransferResponse(BaseModel):
+    albums: int
+    libraries: int
+    assets: int
+    skipped: list[SkippedAssetResponse]
+    uncoveredLibraries: list[str]
+
+
+@blueprint.post("/api/admin/users/<user_id>/transfer")
+@access(permission="adminUser.update", admin=True)
+@validate_request(TransferRequest)
+@validate_response(TransferResponse)
+async def transfer_user_data(user_id: str, data: TransferRequest) -> TransferResponse:
+    """filmroll's addition (the Immich FAQ's manual SQL, made a feature): move the user's albums, external
+    libraries and assets to `targetUserId`. Assets whose content the target already has stay behind and are
+    listed in `skipped`; their albums hold the target's copy instead."""
+    source = services().users.get_for_admin(principal(), parse_uuid(user_id))
+    target = services().users.get_for_admin(principal(), parse_uuid(data.targetUserId, "targetUserId"))
+    report = services().transfers.transfer(principal(), source.id, target.id)
+    return TransferResponse(
+        albums=report.albums,
+        libraries=report.libraries,
+        assets=report.assets,
+        skipped=[
+            SkippedAssetResponse(
+                assetId=str(s.asset_id), originalFileName=s.file_name, duplicateOf=str(s.duplicate_of)
+            )
+            for s in report.skipped
+        ],
+        uncoveredLibraries=report.uncovered_libraries,
+    )
