@@ -119,7 +119,10 @@ def _rename_without_replacing(source: Path, destination: Path) -> None:
     """Rename `source` to `destination` unless it exists (FileExistsError). Raises OSError (EXDEV across
     filesystems)."""
     if _renameat2 is not None:
-        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(destination), _RENAME_NOREPLACE) == 0:
+        if (
+            _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(destination), _RENAME_NOREPLACE)
+            == 0
+        ):
             return
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
@@ -241,7 +244,9 @@ def move_file(source: Path, destination: Path, *, verify_sha1: bytes | None) -> 
             if error.errno != errno.EXDEV:
                 raise
             if os.path.lexists(destination):  # fail before copying gigabytes, not after
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(destination)) from None
+                raise FileExistsError(
+                    errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(destination)
+                ) from None
         else:
             _fsync_directory(destination.parent)
             return False

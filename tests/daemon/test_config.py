@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from daemon.config import load_settings, parse_listen
@@ -65,3 +67,36 @@ def test_listen_parsing():
     for bad in ("2283", "host:", "host:99999", ":80"):
         with pytest.raises(InvalidInput):
             parse_listen(bad)
+
+
+def test_storage_template_defaults():
+    settings = load_settings(None, None, environ={})
+    assert settings.storage_template.enabled is True
+    assert settings.storage_template.hash_verification_enabled is True
+    assert settings.storage_template.template == "{{y}}/{{y}}-{{MM}}-{{dd}}/{{filename}}"
+
+
+def test_storage_template_from_file_and_environment(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[storageTemplate]\nhashVerificationEnabled = false\ntemplate = "{{album}}/{{filename}}"\n'
+    )
+    settings = load_settings(str(config), None, environ={"FILMROLL_STORAGE_TEMPLATE__ENABLED": "false"})
+    assert settings.storage_template.enabled is False
+    assert settings.storage_template.hash_verification_enabled is False
+    assert settings.storage_template.template == "{{album}}/{{filename}}"
+
+
+@pytest.mark.parametrize("template", ["{{y}}/{{nope}}", "{{#if album}}{{album}}", "{{y}/{{filename}}", ""])
+def test_invalid_storage_template_refuses_to_start(tmp_path, template):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[storageTemplate]\ntemplate = {template!r}\n")
+    with pytest.raises(InvalidInput) as raised:
+        load_settings(str(config), None, environ={})
+    assert str(raised.value).startswith("Invalid storage template: ")
+
+
+def test_example_config_shows_the_defaults():
+    example = Path(__file__).parents[2] / "systemd" / "config.example.toml"
+    settings = load_settings(str(example), None, environ={})
+    assert settings.storage_template == load_settings(None, None, environ={}).storage_template
