@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import trio
 
 from daemon import assets as asset_index
+from daemon import libraries
 from daemon.access import Principal
 from daemon.check import check_index
 from daemon.crawl import ScopeEntry
-from daemon.index import ASSETS
+from daemon.index import ASSETS, USERS
 from daemon.records import Asset, Library, User
 from daemon.scan import LibraryScan, ScanMode, ScanSummary
 from daemon.services import Services
+from daemon.storage_template import legacy_upload_path
 
 
 def write(
@@ -77,3 +83,31 @@ class World:
 
     def paths(self, library: Library, *, online: bool | None = None) -> set[bytes]:
         return {p for p, a in self.assets(library).items() if online is None or a.is_offline != online}
+
+
+NOW = datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def upload_asset(services: Services, user: User, content: bytes, name: str) -> Asset:
+    """An upload-library asset with a real file under `<data>/upload/<user>/`, stored in the index as the upload
+    path stores it (checksum entry, quota usage), without media work queued."""
+    with services.index.read() as txn:
+        library = next(lib for lib in libraries.libraries_of(txn, user.id) if lib.type == "UPLOAD")
+    asset_id = uuid.uuid4()
+    extension = os.path.splitext(name)[1]
+    path = os.fsencode(legacy_upload_path(services.settings.data_dir, user.id, asset_id, extension))
+    write(path, content)
+    asset = Asset(id=asset_id, owner_id=user.id, library_id=library.id, type="IMAGE", original_path=path,
+                  file_size=len(content), file_mtime_ns=0, file_created_at=NOW, local_date_time=NOW,
+                  created_at=NOW, updated_at=NOW, content_sha1=hashlib.sha1(content).digest(),
+                  original_file_name=name)  # fmt: skip
+
+    def work(txn):
+        asset_index.insert_many(txn, [asset])
+        asset_index.add_checksum(txn, asset)
+        user_now = txn.get(USERS, user.id.bytes)
+        txn.put(USERS, user.id.bytes, msgspec.structs.replace(
+            user_now, quota_usage_in_bytes=user_now.quota_usage_in_bytes + len(content)))  # fmt: skip
+
+    services.index.write(work)
+    return asset

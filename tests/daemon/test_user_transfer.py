@@ -3,14 +3,12 @@ upload assets whose content the target already has stay behind, and their albums
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import UTC, datetime
 
-import msgspec
 import pytest
 
-from daemon import album_index, job_queue, libraries
+from daemon import album_index, job_queue
 from daemon import assets as asset_index
 from daemon.access import Principal
 from daemon.check import check_index
@@ -18,30 +16,9 @@ from daemon.cli import main
 from daemon.errors import Forbidden, InvalidInput
 from daemon.index import USERS
 from daemon.records import Album, Asset
-from tests.library_helpers import write
+from tests.library_helpers import upload_asset, write
 
 NOW = datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
-
-
-def upload_asset(services, user, content: bytes, name: str) -> Asset:
-    """An upload-library asset with a real file, stored as the upload path would store it."""
-    with services.index.read() as txn:
-        library = next(lib for lib in libraries.libraries_of(txn, user.id) if lib.type == "UPLOAD")
-    path = f"{services.settings.data_dir}/upload/{user.id}/{name}".encode()
-    write(path, content)
-    asset = Asset(id=uuid.uuid4(), owner_id=user.id, library_id=library.id, type="IMAGE", original_path=path,
-                  file_size=len(content), file_mtime_ns=0, file_created_at=NOW, local_date_time=NOW,
-                  created_at=NOW, updated_at=NOW, content_sha1=hashlib.sha1(content).digest())  # fmt: skip
-
-    def work(txn):
-        asset_index.insert_many(txn, [asset])
-        asset_index.add_checksum(txn, asset)
-        user_now = txn.get(USERS, user.id.bytes)
-        txn.put(USERS, user.id.bytes, msgspec.structs.replace(
-            user_now, quota_usage_in_bytes=user_now.quota_usage_in_bytes + len(content)))  # fmt: skip
-
-    services.index.write(work)
-    return asset
 
 
 def album(services, owner, *members: Asset, name: str = "Trip") -> Album:

@@ -1,0 +1,209 @@
+"""`storageTemplateMigration`: place upload-library originals where the storage template says (`media.md` §5).
+
+An upload lands at `<data>/upload/<user>/…/<id>.<ext>`. Once its metadata is known, the metadata job queues this
+work, and the original (with its `.xmp` sidecar) moves to `<data>/library/<label or user id>/<rendered template>`;
+`PUT /api/jobs/storageTemplateMigration {start}` queues every upload asset again, so a changed template or a
+changed date re-places them. With the template disabled, originals go back to their landing path.
+
+Ordering (§5.7): the file is renamed (or copied, fsynced and verified) into place first; then one write
+transaction points the asset at it (LMDB commits are durable); only then is a copied source removed. At every
+moment the index points at a file that exists. External assets are never moved: their path is their identity.
+File work runs in threads (it is I/O, not CPU); one job at a time, so two moves never race for one name.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from . import album_index, job_queue
+from . import assets as asset_index
+from .config import Settings
+from .index import EXIF, LIBRARIES, USERS, Index, Txn
+from .media_queue import Failure, Group, Outcomes, Workers
+from .records import Asset, PendingJob
+from .storage_moves import (
+    DestinationTaken,
+    MoveFailed,
+    choose_destination,
+    move_file,
+    move_sidecar,
+    remove_source,
+    sidecar_of,
+)
+from .storage_template import (
+    TemplateValues,
+    legacy_upload_path,
+    parse,
+    relative_destination,
+    user_root,
+)
+from .timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+CHOOSE_ATTEMPTS = 5
+"""How often a destination is chosen again when another file takes it first (`DestinationTaken`)."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    asset: Asset
+    root: Path
+    relative: str
+
+
+class StorageTemplateJobs:
+    queue = job_queue.STORAGE_TEMPLATE
+    group_size = 1
+
+    def __init__(self, index: Index, settings: Settings):
+        self.index = index
+        self.data_dir = settings.data_dir
+        self.settings = settings.storage_template
+        self.template = parse(self.settings.template)
+        self._upload_prefix = os.fsencode(os.path.join(settings.data_dir, ""))
+
+    def wanted(self, asset: Asset, *, force: bool) -> bool:
+        """Upload-library assets (their originals live in the data directory, where no external import path
+        may point) whose metadata is known. `start` re-places all of them, forced or not (§5.9)."""
+        return asset.original_path.startswith(self._upload_prefix) and asset.metadata_extracted_at is not None
+
+    async def run(self, workers: Workers, group: Group) -> Outcomes:
+        outcomes: Outcomes = {}
+        for asset_id, job in group:
+            with self.index.read() as txn:
+                plan = self._plan(txn, asset_id)
+            if plan is None:  # gone, external, or not extracted yet (the metadata job queues it again)
+                self.index.write(lambda txn, a=asset_id, j=job: job_queue.finish(txn, self.queue, a, j))
+                outcomes[asset_id] = None
+            else:
+                outcomes[asset_id] = await self._place(plan, job)
+        return outcomes
+
+    def _plan(self, txn: Txn, asset_id) -> _Plan | None:
+        asset = asset_index.get(txn, asset_id)
+        if asset is None or asset.metadata_extracted_at is None:
+            return None
+        library = txn.get(LIBRARIES, asset.library_id.bytes)
+        owner = txn.get(USERS, asset.owner_id.bytes)
+        if library is None or library.type != "UPLOAD" or owner is None:
+            return None
+        name = asset.original_file_name or os.fsdecode(os.path.basename(asset.original_path))
+        extension = os.path.splitext(os.fsdecode(asset.original_path))[1]
+        if not self.settings.enabled:
+            landing = legacy_upload_path(self.data_dir, owner.id, asset.id, extension)
+            return _Plan(asset, landing.parent, landing.name)
+        exif = txn.get(EXIF, asset.id.bytes)
+        values = TemplateValues(
+            original_file_name=name,
+            asset_id=asset.id,
+            asset_type=asset.type,
+            album_name=_oldest_album_name(txn, asset) if self.template.uses_album else None,
+            captured_at=asset.file_created_at,
+            time_zone=exif.time_zone if exif is not None else None,
+        )
+        relative = relative_destination(self.template, values, extension)
+        return _Plan(asset, user_root(self.data_dir, owner.storage_label, owner.id), relative)
+
+    async def _place(self, plan: _Plan, job: PendingJob) -> Failure | None:
+        asset = plan.asset
+        current = Path(os.fsdecode(asset.original_path))
+        for _ in range(CHOOSE_ATTEMPTS):
+            destination = await trio.to_thread.run_sync(
+                lambda: choose_destination(plan.root, plan.relative, current, asset_id=asset.id)
+            )
+            if destination is None or destination == current:  # confined away (warned), or already in place
+                self.index.write(functools.partial(self._store, asset=asset, job=job, destination=None))
+                return None
+            try:
+                copied, sidecar_copied = await trio.to_thread.run_sync(
+                    self._move, asset, current, destination
+                )
+            except DestinationTaken:
+                continue
+            except MoveFailed as error:
+                return Failure(str(error), final=False)
+            stored = self.index.write(
+                functools.partial(
+                    self._store,
+                    asset=asset,
+                    job=job,
+                    destination=destination,
+                    has_sidecar=sidecar_copied is not None,
+                )
+            )
+            with trio.CancelScope(shield=True):  # committed: the leftovers must go, even at shutdown
+                old_sidecar = Path(os.fsdecode(asset.sidecar_path)) if sidecar_copied else None
+                await trio.to_thread.run_sync(_clean_up, stored, current, destination, copied, old_sidecar)
+            return None
+        return Failure(f"{current}: every destination under {plan.root} was taken while moving", final=False)
+
+    def _move(self, asset: Asset, current: Path, destination: Path) -> tuple[bool, bool | None]:
+        verify = asset.content_sha1 if self.settings.hash_verification_enabled else None
+        copied = move_file(current, destination, verify_sha1=verify)
+        if asset.sidecar_path is None:
+            return copied, None
+        try:
+            sidecar_copied = move_sidecar(
+                Path(os.fsdecode(asset.sidecar_path)),
+                destination,
+                verify=self.settings.hash_verification_enabled,
+            )
+        except MoveFailed:
+            # Put the original back so the asset and its sidecar stay together where the index says they are.
+            if copied:
+                remove_source(destination)
+            else:
+                move_file(destination, current, verify_sha1=None)
+            raise
+        return copied, sidecar_copied
+
+    def _store(
+        self, txn: Txn, *, asset: Asset, job: PendingJob, destination: Path | None, has_sidecar: bool = False
+    ) -> bool:
+        """Point the asset at its new place (None: it stays). False when the asset was deleted or moved by
+        someone else meanwhile (the caller then removes the copy it made)."""
+        before = asset
+        asset = asset_index.get(txn, before.id)
+        if asset is None or asset.original_path != before.original_path:
+            job_queue.finish(txn, self.queue, before.id, job)
+            return False
+        changes: dict[str, object] = {"storage_placed_at": utc_now()}
+        if destination is not None:
+            changes["original_path"] = os.fsencode(destination)
+            changes["updated_at"] = changes["storage_placed_at"]
+            if asset.sidecar_path is not None:  # a sidecar that vanished meanwhile is forgotten
+                changes["sidecar_path"] = os.fsencode(sidecar_of(destination)) if has_sidecar else None
+                if not has_sidecar:
+                    changes["sidecar_mtime_ns"] = None
+        asset_index.update(txn, asset, **changes)
+        job_queue.finish(txn, self.queue, asset.id, job)
+        return True
+
+
+def _clean_up(stored: bool, current: Path, destination: Path, copied: bool, old_sidecar: Path | None) -> None:
+    """After the commit: copied sources go; if the asset vanished meanwhile (deleted while moving), the moved
+    file and sidecar go too."""
+    try:
+        if not stored:
+            for path in (destination, sidecar_of(destination)):
+                remove_source(path)
+            return
+        if copied:
+            remove_source(current)
+        if old_sidecar is not None:
+            remove_source(old_sidecar)
+    except MoveFailed as error:
+        log.warning("storage template: %s", error)
+
+
+def _oldest_album_name(txn: Txn, asset: Asset) -> str | None:
+    albums = [album_index.get(txn, album_id) for album_id in album_index.albums_of_asset(txn, asset.id)]
+    named = [album for album in albums if album is not None]
+    return min(named, key=lambda album: album.created_at).name if named else None
