@@ -125,6 +125,9 @@ class Asset(Record, kw_only=True):
     device_id: str = ""
     storage_placed_at: datetime | None = None
     """Uploads: when the storage template last placed the original (None: still where the upload landed)."""
+    original_file_name: str = ""
+    """Uploads: the name the client sent (`originalFileName`, the template's `{{filename}}`); the stored file is
+    named by filmroll. Empty for external assets, whose name is their path's basename."""
 
 
 AlbumOrder = Literal["asc", "desc"]
