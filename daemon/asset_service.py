@@ -1,5 +1,7 @@
-"""Assets as the API sees them: access checks, their metadata and job failures, and the bytes clients download
-(originals, thumbnails, previews, playback), opened read-only and confined before anything is read.
+"""Assets as the API sees them: access checks, their metadata and job failures, the owner's changes (favourite,
+visibility, metadata edits: `daemon.asset_edits`), and the bytes clients download (originals, thumbnails,
+previews, playback), opened read-only and confined before anything is read. Deletion and the trash are
+`daemon.trash`; statistics and the timeline `daemon.timeline`; search `daemon.search`.
 
 Access (`Principal.require_owner`): assets are personal; anyone else gets Immich's `Not found or no asset.<x>
 access`, the same answer as for an id that does not exist.
@@ -12,16 +14,18 @@ import hashlib
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import trio
 
+from . import asset_edits, job_queue
 from . import assets as asset_index
-from . import job_queue
 from .access import Principal
+from .asset_edits import AssetChanges
 from .derived import MIME_TYPES, DerivedFiles
 from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
-from .index import EXIF, LIBRARIES, Index, Txn
+from .index import ASSET_EDITS, EXIF, LIBRARIES, Index, Txn
 from .media_queue import locate
 from .media_types import mime_type
 from .originals import NotConfined, open_original
@@ -76,6 +80,40 @@ class AssetService:
         asset = self.get(principal, asset_id)
         with self.index.read() as txn:
             return AssetDetails(asset, txn.get(EXIF, asset_id.bytes), job_queue.failures_of(txn, asset_id))
+
+    def get_many(self, principal: Principal, asset_ids: list[uuid.UUID], permission: str) -> list[Asset]:
+        """All of them or none: any id that is unknown or not the caller's raises NotFoundOrNoAccess."""
+        with self.index.read() as txn:
+            found = [asset_index.get(txn, asset_id) for asset_id in asset_ids]
+        for asset in found:
+            if asset is None:
+                raise NotFoundOrNoAccess(permission)
+            principal.require_owner(asset.owner_id, permission)
+        return found  # type: ignore[return-value]
+
+    # -- updates (`PUT /api/assets…`) --------------------------------------------------------------------
+
+    def update(self, principal: Principal, asset_id: uuid.UUID, changes: AssetChanges) -> AssetDetails:
+        """Change one asset (favourite, visibility, metadata edits) and return it as it is now."""
+        self.update_many(principal, [asset_id], changes)
+        return self.details(principal, asset_id)
+
+    def update_many(self, principal: Principal, asset_ids: list[uuid.UUID], changes: AssetChanges) -> None:
+        """Apply `changes` to every asset, in one write transaction; all of them or none (any asset not the
+        caller's: NotFoundOrNoAccess for `asset.update`, nothing changed). Metadata edits are stored in
+        `asset_edits` and overlaid on `exif` (`daemon.asset_edits`); never written to files."""
+        self.get_many(principal, asset_ids, "asset.update")
+        if changes.is_empty:
+            return
+        now = utc_now()
+
+        def work(txn: Txn) -> None:
+            for asset_id in dict.fromkeys(asset_ids):
+                asset = asset_index.get(txn, asset_id)
+                if asset is not None:  # removed since the access check: nothing to change
+                    apply_changes(txn, asset, changes, now)
+
+        self.index.write(work)
 
     def request_jobs(self, principal: Principal, asset_ids: list[uuid.UUID], name: AssetJobName) -> None:
         """Immich's `POST /api/assets/jobs`: all of them or none (any asset not the caller's: 400)."""
@@ -159,6 +197,28 @@ class AssetService:
             etag=f"{asset.id}-{stat.st_size}-{stat.st_mtime_ns}",
             file_name=name,
         )
+
+
+def apply_changes(txn: Txn, asset: Asset, changes: AssetChanges, now: datetime) -> Asset:
+    """Inside the caller's write transaction: flags on the asset; edits into `asset_edits`, over `exif`, and a
+    date edit onto `fileCreatedAt`/`localDateTime` (and so the timeline)."""
+    fields: dict[str, object] = {}
+    if changes.is_favorite is not None:
+        fields["is_favorite"] = changes.is_favorite
+    if changes.visibility is not None:
+        fields["visibility"] = changes.visibility
+    edits = dict(changes.edits)
+    info = txn.get(EXIF, asset.id.bytes)
+    if changes.moves_dates:
+        edits.update(asset_edits.shifted(asset, info, changes.shift_minutes or 0, changes.time_zone))
+    if edits:
+        stored = asset_edits.merge(txn.get(ASSET_EDITS, asset.id.bytes), edits)
+        txn.put(ASSET_EDITS, asset.id.bytes, stored)
+        effective = asset_edits.overlay(info, stored)
+        assert effective is not None
+        txn.put(EXIF, asset.id.bytes, effective)
+        fields.update(asset_edits.asset_fields(edits))
+    return asset_index.update(txn, asset, **fields, updated_at=now)
 
 
 def _open_confined(path: bytes, root: bytes | None) -> tuple[int, os.stat_result]:

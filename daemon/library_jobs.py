@@ -6,7 +6,8 @@
 - Deletions are durable through the library record itself (`deleted_at`): at startup, and in the nightly job, every
   library still marked deleted is finished (§9.5). Pending scans live in memory: a restart drops them, and the
   nightly job rescans every library anyway.
-- Work is done in batches of short write transactions; external originals and sidecars are never touched.
+- Work is done in batches of short write transactions; external originals and sidecars are never touched (upload
+  libraries' originals, which filmroll owns, are deleted with their assets: `daemon.trash`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import OrderedDict
 import trio
 
 from . import assets as asset_index
-from . import derived
+from . import trash
 from .crawl import ScopeEntry
 from .errors import FilmrollError, InvalidInput
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
@@ -271,7 +272,9 @@ class LibraryJobQueue:
         self.index.write(drop)
 
     async def _remove_assets(self, library_id: uuid.UUID, *, only_offline: bool) -> int:
-        """Remove assets in batches of short transactions, walking the library's paths once."""
+        """Remove assets in batches of short transactions, walking the library's paths once. Each batch goes
+        through `trash.remove_assets`: for an upload library the originals and their sidecars are deleted after
+        the commit and the owner's quota usage shrinks (§9.3); external originals are never touched."""
         removed = 0
         after: bytes | None = None
         while True:
@@ -286,23 +289,17 @@ class LibraryJobQueue:
                         break
             if batch:
 
-                def work(txn: Txn, batch: list[uuid.UUID] = batch) -> list[uuid.UUID]:
-                    gone = []
-                    for asset_id in batch:
-                        asset = asset_index.get(txn, asset_id)
-                        if asset is not None and (asset.is_offline or not only_offline):
-                            asset_index.remove(txn, asset)
-                            gone.append(asset_id)
-                    return gone
+                def work(txn: Txn, batch: list[uuid.UUID] = batch) -> trash.Removed:
+                    found = (asset_index.get(txn, asset_id) for asset_id in batch)
+                    return trash.remove_assets(
+                        txn, [a for a in found if a is not None and (a.is_offline or not only_offline)]
+                    )
 
                 gone = self.index.write(work)
-                removed += len(gone)
-                with trio.CancelScope(
-                    shield=True
-                ):  # committed: their derived files must go, even at shutdown
-                    await trio.to_thread.run_sync(
-                        derived.remove_all, derived.derived_root(self.data_dir), gone
-                    )
+                removed += len(gone.asset_ids)
+                # committed: their derived files (and an upload library's originals, quota already freed)
+                # must go, even at shutdown; external originals are never in `gone.owned_files`
+                await trash.delete_files_after_commit(self.data_dir, gone)
             if last_key is None or len(batch) < REMOVE_BATCH:
                 return removed
             after = last_key

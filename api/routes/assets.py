@@ -1,17 +1,22 @@
-"""`/api/assets/{id}`, its bytes (original, thumbnail, playback) and `POST /api/assets/jobs`."""
+"""`/api/assets/{id}`, its bytes (original, thumbnail, playback), updates (`PUT /api/assets…`), deletion
+(`DELETE /api/assets`), `GET /api/assets/statistics` and `POST /api/assets/jobs`."""
 
 from __future__ import annotations
 
 import base64
-import os
+import uuid
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 from quart import Blueprint, Response
 from quart_schema import validate_querystring, validate_request, validate_response
 
+from daemon import asset_edits
+from daemon import assets as asset_index
+from daemon.asset_edits import AssetChanges
 from daemon.asset_service import AssetDetails
 from daemon.assets import mtime_datetime
+from daemon.errors import InvalidInput
 from daemon.media_types import mime_type
 from daemon.records import Asset, ExifInfo, JobFailure
 
@@ -98,6 +103,48 @@ class AssetJobsRequest(BaseModel):
     name: Literal["refresh-faces", "refresh-metadata", "regenerate-thumbnail", "transcode-video"]
 
 
+VisibilityName = Literal["archive", "timeline", "hidden", "locked"]
+
+
+class UpdateAssetRequest(BaseModel):
+    """`UpdateAssetDto`, plus the legacy `isArchived` (api-compat §7). Absent fields stay as they are."""
+
+    isFavorite: StrictBool | None = None
+    isArchived: StrictBool | None = None
+    visibility: VisibilityName | None = None
+    description: StrictStr | None = None
+    dateTimeOriginal: StrictStr | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    rating: int | None = Field(default=None, ge=-1, le=5)
+
+
+class BulkUpdateAssetsRequest(UpdateAssetRequest):
+    """`AssetBulkUpdateDto`: the same changes for every asset in `ids`; `duplicateId` is accepted and ignored."""
+
+    ids: list[str]
+    dateTimeRelative: int | None = None
+    timeZone: StrictStr | None = None
+
+
+class DeleteAssetsRequest(BaseModel):
+    ids: list[str]
+    force: StrictBool | None = None
+
+
+class StatisticsQuery(BaseModel):
+    isFavorite: bool | None = None
+    isArchived: bool | None = None
+    isTrashed: bool | None = None
+    visibility: VisibilityName | None = None
+
+
+class AssetStatisticsResponse(BaseModel):
+    images: int
+    videos: int
+    total: int
+
+
 class ThumbnailQuery(BaseModel):
     size: Literal["thumbnail", "preview", "fullsize"] = "thumbnail"
     c: str | None = None
@@ -145,7 +192,7 @@ def asset_response(asset: Asset, details: AssetDetails | None = None) -> AssetRe
         ownerId=str(asset.owner_id),
         libraryId=str(asset.library_id),
         originalPath=text(asset.original_path),
-        originalFileName=text(os.path.basename(asset.original_path)),
+        originalFileName=asset_index.file_name(asset),
         originalMimeType=mime_type(asset.original_path),
         createdAt=asset.created_at,
         updatedAt=asset.updated_at,
@@ -168,6 +215,46 @@ def asset_response(asset: Asset, details: AssetDetails | None = None) -> AssetRe
     )
 
 
+def parse_ids(values: list[str], field: str = "ids") -> list[uuid.UUID]:
+    """Every value a UUID, or 400 `["each value in ids must be a UUID"]` (nothing else happens)."""
+    try:
+        return [parse_uuid(value, field) for value in values]
+    except InvalidInput:
+        raise InvalidInput([f"each value in {field} must be a UUID"]) from None
+
+
+def asset_changes(data: UpdateAssetRequest) -> AssetChanges:
+    """The request's fields (only those present) as daemon changes; InvalidInput with Immich's wording."""
+    given = data.model_fields_set
+    edits: dict[str, object] = {}
+    if "latitude" in given or "longitude" in given:
+        asset_edits.check_position(
+            data.latitude,
+            data.longitude,
+            latitude_given="latitude" in given,
+            longitude_given="longitude" in given,
+        )
+        edits.update(latitude=data.latitude, longitude=data.longitude)
+    if data.dateTimeOriginal is not None:
+        edits.update(asset_edits.parse_capture_time(data.dateTimeOriginal).as_edits())
+    if data.description is not None:
+        edits["description"] = data.description
+    if "rating" in given:
+        edits["rating"] = asset_edits.normalize_rating(data.rating)
+    visibility = data.visibility
+    if visibility is None and data.isArchived is not None:
+        visibility = "archive" if data.isArchived else "timeline"
+    shift = zone = None
+    if (
+        isinstance(data, BulkUpdateAssetsRequest) and "date_time_original" not in edits
+    ):  # an absolute date wins
+        shift = data.dateTimeRelative
+        zone = None if data.timeZone is None else asset_edits.check_time_zone(data.timeZone)
+    return AssetChanges(
+        is_favorite=data.isFavorite, visibility=visibility, edits=edits, shift_minutes=shift, time_zone=zone
+    )
+
+
 def failure_response(failure: JobFailure) -> JobFailureResponse:
     return JobFailureResponse(
         queue=failure.queue, reason=failure.reason, attempts=failure.attempts, failedAt=failure.failed_at
@@ -181,6 +268,48 @@ async def run_asset_jobs(data: AssetJobsRequest) -> tuple[str, int]:
     ids = [parse_uuid(value, "assetIds") for value in data.assetIds]
     services().assets.request_jobs(principal(), ids, data.name)
     return "", 204
+
+
+@blueprint.get("/api/assets/statistics")
+@access(permission="asset.statistics")
+@validate_querystring(StatisticsQuery)
+@validate_response(AssetStatisticsResponse)
+async def asset_statistics(query_args: StatisticsQuery) -> AssetStatisticsResponse:
+    visibility = query_args.visibility
+    if visibility is None and query_args.isArchived is not None:
+        visibility = "archive" if query_args.isArchived else "timeline"
+    found = services().timeline.statistics(
+        principal(), is_favorite=query_args.isFavorite, is_trashed=query_args.isTrashed, visibility=visibility
+    )
+    return AssetStatisticsResponse(images=found.images, videos=found.videos, total=found.total)
+
+
+@blueprint.put("/api/assets")
+@access(permission="asset.update")
+@validate_request(BulkUpdateAssetsRequest)
+async def update_assets(data: BulkUpdateAssetsRequest) -> tuple[str, int]:
+    ids = parse_ids(data.ids)
+    services().assets.update_many(principal(), ids, asset_changes(data))
+    return "", 204
+
+
+@blueprint.delete("/api/assets")
+@access(permission="asset.delete")
+@validate_request(DeleteAssetsRequest)
+async def delete_assets(data: DeleteAssetsRequest) -> tuple[str, int]:
+    ids = parse_ids(data.ids)
+    await services().trash.delete(principal(), ids, force=bool(data.force))
+    return "", 204
+
+
+@blueprint.put("/api/assets/<asset_id>")
+@access(permission="asset.update")
+@validate_request(UpdateAssetRequest)
+@validate_response(AssetResponse)
+async def update_asset(asset_id: str, data: UpdateAssetRequest) -> AssetResponse:
+    changes = asset_changes(data)
+    details = services().assets.update(principal(), parse_uuid(asset_id), changes)
+    return asset_response(details.asset, details)
 
 
 @blueprint.get("/api/assets/<asset_id>")
