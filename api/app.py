@@ -19,7 +19,21 @@ from daemon.services import Services
 
 from .access import enforce_access
 from .errors import install_error_handlers
-from .routes import api_keys, assets, auth, jobs, libraries, server, users
+from .routes import (
+    albums,
+    api_keys,
+    assets,
+    auth,
+    jobs,
+    libraries,
+    search,
+    server,
+    timeline,
+    trash,
+    uploads,
+    users,
+)
+from .streaming import StreamingHTTPConnection
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 PUBLIC_DOCUMENTATION_ENDPOINTS = ("openapi", "swagger_ui")
@@ -43,6 +57,7 @@ class ImmichRequest(TrioRequest):
 def create_app(services: Services) -> Quart:
     app = QuartTrio("filmroll", static_folder=None)
     app.request_class = ImmichRequest
+    app.asgi_http_class = StreamingHTTPConnection  # views marked @streams_body read their body as a stream
     app.config["FILMROLL_SERVICES"] = services
     # The OpenAPI document and its viewer describe the API; they reveal nothing private.
     app.config["FILMROLL_PUBLIC_ENDPOINTS"] = PUBLIC_DOCUMENTATION_ENDPOINTS
@@ -88,7 +103,12 @@ def create_app(services: Services) -> Quart:
         api_keys.blueprint,
         libraries.blueprint,
         assets.blueprint,
+        uploads.blueprint,
+        albums.blueprint,
         jobs.blueprint,
+        trash.blueprint,
+        timeline.blueprint,
+        search.blueprint,
     ):
         app.register_blueprint(blueprint)
     return app

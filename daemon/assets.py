@@ -4,7 +4,8 @@ Every change of an asset goes through these functions, inside the caller's write
 `asset_by_path` and `offline_by_signature` always agree with `assets` (`check_index` verifies it).
 
 `timeline` is the per-owner index (owner + capture time + id), its value the flags that filters need (trashed,
-visibility, favourite, offline, type), so statistics and timeline buckets never decode asset records.
+visibility, favourite, offline, type) and the file size, so statistics, usage and timeline buckets never decode
+asset records.
 `asset_by_checksum` holds upload-library assets only: the upload path creates the entry (`add_checksum`); these
 functions move or drop it with the asset and never create one.
 
@@ -15,6 +16,7 @@ functions move or drop it with the asset and never create one.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,6 +117,7 @@ class TimelineEntry:
     is_trashed: bool
     is_offline: bool
     visibility: str
+    file_size: int
 
     @classmethod
     def decode(cls, key: bytes, value: bytes) -> TimelineEntry:
@@ -128,6 +131,7 @@ class TimelineEntry:
             is_trashed=bool(flags & _TRASHED),
             is_offline=bool(flags & _OFFLINE_FLAG),
             visibility=_VISIBILITIES[value[1]],
+            file_size=int.from_bytes(value[2:10], "big"),
         )
 
 
@@ -152,7 +156,7 @@ def timeline_entry(asset: Asset) -> bytes:
         | (_TRASHED if asset.trashed_at is not None else 0)
         | (_OFFLINE_FLAG if asset.is_offline else 0)
     )
-    return bytes([flags, _VISIBILITY_CODES[asset.visibility]])
+    return bytes([flags, _VISIBILITY_CODES[asset.visibility]]) + asset.file_size.to_bytes(8, "big")
 
 
 def timeline_of(txn: Txn, owner_id: uuid.UUID) -> Iterator[TimelineEntry]:
@@ -181,6 +185,12 @@ def _has_checksum_entry(txn: Txn, asset: Asset) -> bool:
     return asset.content_sha1 is not None and (
         txn.get(ASSET_BY_CHECKSUM, checksum_key(asset.owner_id, asset.content_sha1)) == asset.id.bytes
     )
+
+
+def file_name(asset: Asset) -> str:
+    """`originalFileName`: the name an upload was sent with, else the original's own name (undecodable bytes
+    shown as U+FFFD)."""
+    return asset.original_file_name or os.path.basename(asset.original_path).decode("utf-8", "replace")
 
 
 def mtime_datetime(mtime_ns: int) -> datetime:

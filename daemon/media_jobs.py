@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 
 import trio
 
+from . import asset_edits, job_queue, worker_tasks
 from . import assets as asset_index
-from . import job_queue, worker_tasks
 from .assets import mtime_datetime
 from .config import FfmpegSettings, ImageSettings, Settings
 from .derived import DerivedFiles, remove_all
 from .errors import BadMedia
-from .index import EXIF, PENDING_METADATA, Index, Txn
+from .index import ASSET_EDITS, EXIF, PENDING_METADATA, Index, Txn
 from .media_queue import (
     Failure,
     Group,
@@ -36,6 +36,7 @@ from .media_queue import (
 )
 from .originals import NotConfined
 from .records import Asset, ExifInfo, PendingJob
+from .storage_jobs import StorageTemplateJobs
 from .timeutil import utc_now
 
 SWAPPED_ORIENTATIONS = {"5", "6", "7", "8"}
@@ -136,9 +137,13 @@ class MetadataJobs:
             if digest is not None and digest != asset.content_sha1:
                 changes["content_sha1"] = digest
             if info is not None:
+                # the owner's edits win over the file and its sidecar, at every extraction (`media.md` §6.3)
+                info = asset_edits.overlay(info, txn.get(ASSET_EDITS, asset.id.bytes)) or info
                 txn.put(EXIF, asset.id.bytes, info)
                 changes.update(metadata_changes(asset, info), metadata_extracted_at=now, updated_at=now)
                 job_queue.finish(txn, job_queue.METADATA, asset.id, job)
+                if source.root is None and asset.storage_placed_at is None:  # an upload: dates are known now
+                    job_queue.enqueue(txn, job_queue.STORAGE_TEMPLATE, asset.id, now)
             if changes:
                 asset_index.update(txn, asset, **changes)
 
@@ -288,6 +293,8 @@ class MediaQueues:
     metadata: MediaQueue
     thumbnails: MediaQueue
     video: MediaQueue
+    storage: MediaQueue
+    """`storageTemplateMigration` (`daemon.storage_jobs`): file moves, one at a time."""
 
     @classmethod
     def build(cls, index: Index, settings: Settings) -> MediaQueues:
@@ -302,10 +309,11 @@ class MediaQueues:
             metadata=queue(MetadataJobs(index), jobs.metadata_extraction),
             thumbnails=queue(ThumbnailJobs(index, files, settings.image), jobs.thumbnail_generation),
             video=queue(VideoJobs(index, files, settings.ffmpeg), jobs.video_conversion),
+            storage=queue(StorageTemplateJobs(index, settings), 1),
         )
 
     def by_name(self) -> dict[str, MediaQueue]:
-        return {queue.name: queue for queue in (self.metadata, self.thumbnails, self.video)}
+        return {queue.name: queue for queue in (self.metadata, self.thumbnails, self.video, self.storage)}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 
 from . import __version__
+from . import assets as asset_index
 from .access import Principal
 from .index import USERS, Index
 
@@ -69,7 +70,7 @@ def storage(data_dir: Path) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass
 class UserUsage:
     user_id: str
     user_name: str
@@ -81,20 +82,23 @@ class UserUsage:
 
 
 def statistics(index: Index, principal: Principal) -> list[UserUsage]:
-    """Per-user counts and bytes of non-trashed assets (admin only). Assets arrive with the library engine;
-    until a user has any, their counts are truly zero."""
+    """Per-user counts and bytes of non-trashed assets, external ones included (admin only; api-compat §3). One
+    walk over the `timeline` table: asset records are never decoded."""
     principal.require_admin()
+    usages = []
     with index.read() as txn:
-        users = [u for u in txn.values(USERS) if u.deleted_at is None]
-    return [
-        UserUsage(
-            user_id=str(u.id),
-            user_name=u.name,
-            photos=0,
-            videos=0,
-            usage_photos=0,
-            usage_videos=0,
-            quota_size_in_bytes=u.quota_size_in_bytes,
-        )
-        for u in sorted(users, key=lambda u: u.created_at)
-    ]
+        users = sorted((u for u in txn.values(USERS) if u.deleted_at is None), key=lambda u: u.created_at)
+        for user in users:
+            usage = UserUsage(user_id=str(user.id), user_name=user.name, photos=0, videos=0, usage_photos=0,
+                              usage_videos=0, quota_size_in_bytes=user.quota_size_in_bytes)  # fmt: skip
+            for entry in asset_index.timeline_of(txn, user.id):
+                if entry.is_trashed:
+                    continue
+                if entry.is_video:
+                    usage.videos += 1
+                    usage.usage_videos += entry.file_size
+                else:
+                    usage.photos += 1
+                    usage.usage_photos += entry.file_size
+            usages.append(usage)
+    return usages

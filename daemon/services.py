@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .albums import AlbumService
 from .api_keys import ApiKeyService
 from .asset_service import AssetService
 from .auth import AuthService
@@ -14,6 +15,10 @@ from .libraries import LibraryService
 from .library_jobs import LibraryJobQueue
 from .media_jobs import MediaQueues
 from .nightly import NightlyJob
+from .search import SearchService
+from .timeline import TimelineService
+from .trash import TrashService
+from .uploads import UploadService
 from .user_transfer import TransferService
 from .users import UserService
 from .watchers import WatchService
@@ -30,9 +35,14 @@ class Services:
     library_jobs: LibraryJobQueue
     media: MediaQueues
     assets: AssetService
+    albums: AlbumService
     watchers: WatchService
     nightly: NightlyJob
+    trash: TrashService
+    timeline: TimelineService
+    search: SearchService
     transfers: TransferService
+    uploads: UploadService
 
     @classmethod
     def build(cls, settings: Settings, index: Index) -> Services:
@@ -53,7 +63,12 @@ class Services:
             library_jobs=library_jobs,
             media=media,
             assets=AssetService(index, DerivedFiles(settings.data_dir, settings.image)),
+            albums=AlbumService(index),
             watchers=watchers,
             nightly=NightlyJob(settings.library.scan, library_jobs),
+            trash=TrashService(index, settings.data_dir),
+            timeline=TimelineService(index),
+            search=SearchService(index),
             transfers=TransferService(index, watchers.reconcile),
+            uploads=UploadService(index, settings.data_dir),
         )

@@ -94,7 +94,7 @@ class StorageTemplateJobs:
         owner = txn.get(USERS, asset.owner_id.bytes)
         if library is None or library.type != "UPLOAD" or owner is None:
             return None
-        name = asset.original_file_name or os.fsdecode(os.path.basename(asset.original_path))
+        name = asset_index.file_name(asset)
         extension = os.path.splitext(os.fsdecode(asset.original_path))[1]
         if not self.settings.enabled:
             landing = legacy_upload_path(self.data_dir, owner.id, asset.id, extension)

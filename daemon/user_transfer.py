@@ -13,7 +13,6 @@ and assets change owner in one write transaction, so the index is never half-tra
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,7 +88,7 @@ def _transfer(txn: Txn, source_id: uuid.UUID, target_id: uuid.UUID) -> TransferR
         if duplicate is not None:
             album_index.replace_member(txn, asset.id, duplicate.id, now)
             report.skipped.append(
-                SkippedAsset(asset.id, os.fsdecode(os.path.basename(asset.original_path)), duplicate.id)
+                SkippedAsset(asset.id, asset_index.file_name(asset), duplicate.id)
             )
             continue
         asset_index.update(txn, asset, owner_id=target_id, library_id=target_upload.id, updated_at=now)
