@@ -8,13 +8,17 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup system-deps run test test-fast lint check-pil clean
+.PHONY: setup system-deps immich-cli run test test-fast lint check-pil clean
 
 ## setup: Debian packages (as root) + the locked Python environment; leaves .venv/bin/filmroll
-setup: system-deps $(VENV)/.synced check-pil
+setup: system-deps $(VENV)/.synced check-pil immich-cli
 
 system-deps:
 	@bash scripts/system-deps.sh
+
+# The official Immich CLI and its Node 22, in a cache outside the repo, for tests/e2e/test_immich_cli.py.
+immich-cli:
+	@bash scripts/immich-cli.sh
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
