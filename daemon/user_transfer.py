@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from . import album_index, job_queue, libraries
+from . import album_index, albums, job_queue, libraries
 from . import assets as asset_index
 from .access import Principal
 from .errors import InvalidInput
@@ -101,9 +101,7 @@ def _transfer(txn: Txn, source_id: uuid.UUID, target_id: uuid.UUID) -> TransferR
             report.libraries += 1
             if not _covered(library, target):
                 report.uncovered_libraries.append(library.name)
-    for album in list(album_index.of_owner(txn, source_id)):
-        album_index.put(txn, msgspec.structs.replace(album, owner_id=target_id, updated_at=now))
-        report.albums += 1
+    report.albums = len(albums.transfer(txn, source_id, target_id, now))
     if moved_bytes:
         txn.put(USERS, source.id.bytes, msgspec.structs.replace(
             source, quota_usage_in_bytes=max(0, source.quota_usage_in_bytes - moved_bytes)))  # fmt: skip

@@ -13,7 +13,11 @@ async def settle(admin) -> None:
         while True:
             jobs = (await admin.client.get("/api/jobs")).json()
             busy = [
-                name for name in ("library", "metadataExtraction", "thumbnailGeneration", "videoConversion")
+                name
+                for name in (
+                    "library", "metadataExtraction", "thumbnailGeneration", "videoConversion",
+                    "storageTemplateMigration",
+                )
                 if jobs[name]["jobCounts"]["active"] or jobs[name]["jobCounts"]["waiting"]
             ]  # fmt: skip
             if not busy:
