@@ -5,9 +5,10 @@ work, and the original (with its `.xmp` sidecar) moves to `<data>/library/<label
 `PUT /api/jobs/storageTemplateMigration {start}` queues every upload asset again, so a changed template or a
 changed date re-places them. With the template disabled, originals go back to their landing path.
 
-Ordering (§5.7): the file is renamed (or copied, fsynced and verified) into place first; then one write
-transaction points the asset at it (LMDB commits are durable); only then is a copied source removed. At every
-moment the index points at a file that exists. External assets are never moved: their path is their identity.
+Ordering (§5.7): the file gets its new name first — a hard link, or across filesystems a copy, fsynced and
+verified — then one write transaction points the asset at it (LMDB commits are durable), and only then is the old
+name removed. At every moment the index points at a file that exists; a move interrupted before its commit is
+retried and adopts its own link. External assets are never moved: their path is their identity.
 File work runs in threads (it is I/O, not CPU); one job at a time, so two moves never race for one name.
 """
 
@@ -188,8 +189,8 @@ class StorageTemplateJobs:
 
 
 def _clean_up(stored: bool, current: Path, destination: Path, copied: bool, old_sidecar: Path | None) -> None:
-    """After the commit: copied sources go; if the asset vanished meanwhile (deleted while moving), the moved
-    file and sidecar go too."""
+    """After the commit: the old names go (`copied`: the source still has its old name); if the asset vanished
+    meanwhile (deleted while moving), the new names go instead."""
     try:
         if not stored:
             for path in (destination, sidecar_of(destination)):

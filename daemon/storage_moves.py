@@ -95,8 +95,8 @@ def choose_destination(
             return current
     for count in itertools.count():
         candidate = folder / (name if count == 0 else f"{stem}+{count}{extension}")
-        if not _is_taken(candidate):
-            return candidate
+        if not _is_taken(candidate) or (current is not None and _same_file(candidate, current)):
+            return candidate  # free, or this very file's link from a move interrupted before its index write
     raise AssertionError("unreachable")
 
 
@@ -224,36 +224,52 @@ def _copy_into_place(source: Path, destination: Path, verify_sha1: bytes | None)
 
 
 def move_file(source: Path, destination: Path, *, verify_sha1: bytes | None) -> bool:
-    """Move `source` to `destination` (from `choose_destination`), creating folders, never replacing a file.
+    """Give `source` its new name `destination` (from `choose_destination`), creating folders, never replacing a
+    file, and never leaving a moment when the old name is gone before the caller's index says so.
 
-    Same filesystem: one rename; returns False (nothing left to do). Another filesystem: copy to a temporary name
-    in the destination's folder, fsync, verify the copy's SHA-1 against `verify_sha1` (skipped when None), rename
-    into place; returns True: the source is still there, and the caller removes it with `remove_source` once its
-    index write is durable. Either way the destination's folder entry is fsynced before returning.
+    Same filesystem: a hard link (`link` fails rather than replace). Another filesystem: a copy to a temporary
+    name in the destination's folder, fsynced, its SHA-1 checked against `verify_sha1` (skipped when None), renamed
+    into place. Either way the destination's folder entry is fsynced and True is returned: the source is still
+    there, and the caller removes it with `remove_source` once its index write is durable (§5.7). A destination
+    that already is a link to `source` (a move interrupted before its index write) is adopted. Only on a
+    filesystem without hard links is the file renamed (returns False): the index then lags the rename briefly.
 
-    Raises DestinationTaken when a file already exists at `destination`, MoveFailed (naming the file and the
+    Raises DestinationTaken when another file exists at `destination`, MoveFailed (naming the file and the
     reason) for anything else — a failed verification included. After a failure the source is untouched and
     no partial destination exists (folders may have been created).
     """
     action = f"Cannot move {source} to {destination}"
     try:
         _make_folders(destination.parent)
+        if _same_file(source, destination):
+            _fsync_directory(destination.parent)
+            return True
         try:
-            _rename_without_replacing(source, destination)
+            os.link(source, destination, follow_symlinks=False)
         except OSError as error:
+            if error.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                _rename_without_replacing(source, destination)  # no hard links here
+                _fsync_directory(destination.parent)
+                return False
             if error.errno != errno.EXDEV:
                 raise
             if os.path.lexists(destination):  # fail before copying gigabytes, not after
                 raise FileExistsError(
                     errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(destination)
                 ) from None
-        else:
-            _fsync_directory(destination.parent)
-            return False
-        _copy_into_place(source, destination, verify_sha1)
+            _copy_into_place(source, destination, verify_sha1)
+            return True
+        _fsync_directory(destination.parent)
     except OSError as error:
         raise _failure(action, error, source, destination) from error
     return True
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def remove_source(source: Path) -> None:

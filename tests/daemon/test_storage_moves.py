@@ -57,16 +57,13 @@ def other_filesystem(tmp_path):
 
 @pytest.fixture
 def simulated_exdev(monkeypatch):
-    """Make renames of the original across folders fail with EXDEV, as between filesystems, so the copy path
-    runs on any machine. Renames of the copy's temporary file still work."""
-    real = storage_moves._rename_without_replacing
+    """Make hard links of the original fail with EXDEV, as between filesystems, so the copy path runs on any
+    machine. Renames of the copy's temporary file still work."""
 
-    def rename(source, destination):
-        if not Path(source).name.startswith(".filmroll-move-"):
-            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), os.fsdecode(source))
-        real(source, destination)
+    def link(source, destination, **kwargs):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), os.fsdecode(source))
 
-    monkeypatch.setattr(storage_moves, "_rename_without_replacing", rename)
+    monkeypatch.setattr(storage_moves.os, "link", link)
 
 
 # --- choose_destination -------------------------------------------------------------------------------------
@@ -154,14 +151,24 @@ def test_symlinks_that_stay_inside_are_followed(root):
 # --- move_file, same filesystem -----------------------------------------------------------------------------
 
 
-def test_same_filesystem_move_renames(tmp_path, root):
+def test_same_filesystem_move_links_and_leaves_the_old_name_for_after_the_commit(tmp_path, root):
     source = write(tmp_path / "upload/d5/87/id.jpg")
     inode = source.stat().st_ino
     destination = root / "2023/2023-03-05/IMG.jpg"
-    assert move_file(source, destination, verify_sha1=None) is False
-    assert not source.exists()
-    assert destination.read_bytes() == b"original bytes"
+    assert move_file(source, destination, verify_sha1=None) is True  # the old name stays until the index says
+    assert source.exists() and destination.read_bytes() == b"original bytes"
     assert destination.stat().st_ino == inode
+    remove_source(source)
+    assert not source.exists()
+
+
+def test_a_move_interrupted_before_its_commit_adopts_its_own_link(tmp_path, root):
+    source = write(tmp_path / "upload/id.jpg")
+    destination = root / "2023/IMG.jpg"
+    move_file(source, destination, verify_sha1=None)  # ... and the daemon died before the index write
+    assert choose_destination(root, "2023/IMG.jpg", source) == destination  # not IMG+1.jpg
+    assert move_file(source, destination, verify_sha1=None) is True
+    assert leftovers(destination.parent) == []
 
 
 def test_never_overwrites_an_existing_file(tmp_path, root):
@@ -175,15 +182,16 @@ def test_never_overwrites_an_existing_file(tmp_path, root):
     assert destination.read_bytes() == b"someone else's"
 
 
-@pytest.mark.parametrize("fallback", ["link", "check-then-rename"])
-def test_fallbacks_never_overwrite_either(tmp_path, root, monkeypatch, fallback):
-    monkeypatch.setattr(storage_moves, "_renameat2", None)
+@pytest.mark.parametrize("fallback", ["renameat2", "check-then-rename"])
+def test_without_hard_links_renames_never_overwrite_either(tmp_path, root, monkeypatch, fallback):
+    """A filesystem without hard links: the file is renamed (NOREPLACE, else checked first)."""
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(storage_moves.os, "link", no_hard_links)
     if fallback == "check-then-rename":
-
-        def no_hard_links(*args, **kwargs):
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-
-        monkeypatch.setattr(storage_moves.os, "link", no_hard_links)
+        monkeypatch.setattr(storage_moves, "_renameat2", None)
     source = write(tmp_path / "upload/id.jpg", b"mine")
     taken = write(root / "IMG.jpg", b"someone else's")
     with pytest.raises(DestinationTaken):
@@ -319,9 +327,10 @@ def test_sidecar_follows_its_original(tmp_path, root):
     source = write(tmp_path / "upload/id.jpg")
     sidecar = write(sidecar_of(source), b"<xmp/>")
     destination = root / "2023/IMG.jpg"
-    assert move_file(source, destination, verify_sha1=None) is False
-    assert move_sidecar(sidecar, destination) is False
+    assert move_file(source, destination, verify_sha1=None) is True
+    assert move_sidecar(sidecar, destination) is True
     assert (root / "2023/IMG.jpg.xmp").read_bytes() == b"<xmp/>"
+    remove_source(sidecar)
     assert not sidecar.exists()
 
 
