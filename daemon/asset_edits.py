@@ -184,7 +184,13 @@ def shifted(
     """A date edit moving the asset's capture instant by `minutes` and, with `time_zone`, showing it in that zone
     (its wall clock follows); without one the zone stays (`dateTimeRelative`, `timeZone`)."""
     delta = timedelta(minutes=minutes)
-    instant = (info.date_time_original if info and info.date_time_original else asset.file_created_at) + delta
+    try:
+        instant = (
+            info.date_time_original if info and info.date_time_original else asset.file_created_at
+        ) + delta
+        (info.local_date_time if info and info.local_date_time else asset.local_date_time) + delta
+    except OverflowError:
+        raise InvalidInput(["dateTimeRelative moves a date out of range"]) from None
     if time_zone is not None:
         local = instant.astimezone(ZoneInfo(time_zone)).replace(tzinfo=None)
         return {"date_time_original": instant, "time_zone": time_zone, "local_date_time": local}

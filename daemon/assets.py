@@ -31,6 +31,7 @@ from .index import (
     ASSET_EDITS,
     ASSETS,
     EXIF,
+    LIBRARIES,
     OFFLINE_BY_SIGNATURE,
     TIMELINE,
     Txn,
@@ -131,7 +132,7 @@ class TimelineEntry:
             is_trashed=bool(flags & _TRASHED),
             is_offline=bool(flags & _OFFLINE_FLAG),
             visibility=_VISIBILITIES[value[1]],
-            file_size=int.from_bytes(value[2:10], "big"),
+            file_size=timeline_file_size(value),
         )
 
 
@@ -159,6 +160,11 @@ def timeline_entry(asset: Asset) -> bytes:
     return bytes([flags, _VISIBILITY_CODES[asset.visibility]]) + asset.file_size.to_bytes(8, "big")
 
 
+def timeline_file_size(value: bytes) -> int:
+    """The file size in a raw `timeline` value (for walks that skip decoding whole entries)."""
+    return int.from_bytes(value[2:10], "big")
+
+
 def timeline_of(txn: Txn, owner_id: uuid.UUID) -> Iterator[TimelineEntry]:
     """Every asset of the owner, oldest capture time first."""
     for key, value in txn.items(TIMELINE, owner_id.bytes):
@@ -170,9 +176,15 @@ def checksum_key(owner_id: uuid.UUID, sha1: bytes) -> bytes:
 
 
 def by_checksum(txn: Txn, owner_id: uuid.UUID, sha1: bytes) -> Asset | None:
-    """The owner's upload-library asset with this content SHA-1 (trashed ones included), if any."""
+    """The owner's upload-library asset with this content SHA-1 (trashed ones included), if any. An asset of a
+    library being deleted does not count: it is about to go, so the file must be accepted again (its entry is
+    then taken over by the new asset; `remove` leaves an entry that points elsewhere alone)."""
     key = txn.get(ASSET_BY_CHECKSUM, checksum_key(owner_id, sha1))
-    return None if key is None else txn.get(ASSETS, key)
+    asset = None if key is None else txn.get(ASSETS, key)
+    if asset is None:
+        return None
+    library = txn.get(LIBRARIES, asset.library_id.bytes)
+    return asset if library is not None and library.deleted_at is None else None
 
 
 def add_checksum(txn: Txn, asset: Asset) -> None:

@@ -151,7 +151,7 @@ def _albums_and_uploads(txn: Txn) -> None:
     the assets; uploads did not exist before version 3, so only the timeline has entries to build."""
     from .assets import timeline_entry, timeline_key
 
-    for _, asset in list(txn.items(ASSETS)):
+    for _, asset in txn.items(ASSETS):  # writes go to another table: the cursor stays valid
         txn.put(TIMELINE, timeline_key(asset), timeline_entry(asset))
 
 

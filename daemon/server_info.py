@@ -12,6 +12,7 @@ from . import __version__
 from . import assets as asset_index
 from .access import Principal
 from .index import USERS, Index
+from .timeline import VISIBILITIES, EntryFilter, is_video, raw_entries
 
 # The Immich API version filmroll speaks (aioimmich picks its modern code paths for major >= 3).
 IMMICH_API_VERSION = (3, 0, 3)
@@ -83,22 +84,24 @@ class UserUsage:
 
 def statistics(index: Index, principal: Principal) -> list[UserUsage]:
     """Per-user counts and bytes of non-trashed assets, external ones included (admin only; api-compat §3). One
-    walk over the `timeline` table: asset records are never decoded."""
+    walk over the raw `timeline` values (flags and size): neither asset records nor entries are decoded, so Home
+    Assistant's poll every minute stays cheap."""
     principal.require_admin()
     usages = []
+    counted = EntryFilter(trashed=False, visibilities=frozenset(VISIBILITIES))
     with index.read() as txn:
         users = sorted((u for u in txn.values(USERS) if u.deleted_at is None), key=lambda u: u.created_at)
         for user in users:
             usage = UserUsage(user_id=str(user.id), user_name=user.name, photos=0, videos=0, usage_photos=0,
                               usage_videos=0, quota_size_in_bytes=user.quota_size_in_bytes)  # fmt: skip
-            for entry in asset_index.timeline_of(txn, user.id):
-                if entry.is_trashed:
+            for _, value in raw_entries(txn, user.id):
+                if not counted.accepts(value):
                     continue
-                if entry.is_video:
+                if is_video(value):
                     usage.videos += 1
-                    usage.usage_videos += entry.file_size
+                    usage.usage_videos += asset_index.timeline_file_size(value)
                 else:
                     usage.photos += 1
-                    usage.usage_photos += entry.file_size
+                    usage.usage_photos += asset_index.timeline_file_size(value)
             usages.append(usage)
     return usages

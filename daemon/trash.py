@@ -190,7 +190,10 @@ class TrashService:
         if any(library is None or library.type != "UPLOAD" for library in kinds.values()):
             raise InvalidInput(EXTERNAL_MESSAGE)
         if force:
-            await delete_permanently(self.index, self.data_dir, [asset.id for asset in owned])
+            owner = principal.user.id  # re-checked per batch: a transfer may run between batches
+            await delete_permanently(
+                self.index, self.data_dir, [asset.id for asset in owned], still=lambda a: a.owner_id == owner
+            )
             return
         now = utc_now()
 
@@ -214,8 +217,12 @@ class TrashService:
     async def empty(self, principal: Principal) -> int:
         """`POST /api/trash/empty`: delete everything in the caller's trash for good; returns how many."""
         doomed = self.trashed_ids(principal.user.id)
+        owner = principal.user.id
         return await delete_permanently(
-            self.index, self.data_dir, doomed, still=lambda asset: asset.trashed_at is not None
+            self.index,
+            self.data_dir,
+            doomed,
+            still=lambda asset: asset.trashed_at is not None and asset.owner_id == owner,
         )
 
     def trashed_ids(self, owner_id: uuid.UUID) -> list[uuid.UUID]:

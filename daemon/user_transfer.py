@@ -52,7 +52,14 @@ def transfer(index: Index, source_id: uuid.UUID, target_id: uuid.UUID) -> Transf
     users. Callers make sure no library scan runs meanwhile (a scan creates assets for its library's owner)."""
     if source_id == target_id:
         raise InvalidInput("Cannot transfer a user's data to themselves")
-    return index.write(lambda txn: _transfer(txn, source_id, target_id))
+    report, moved = index.write(lambda txn: _transfer(txn, source_id, target_id))
+    with index.read() as txn:
+        target = txn.get(USERS, target_id.bytes)
+    # resolving paths may block on a hung network mount: never inside the write transaction
+    report.uncovered_libraries = [
+        lib.name for lib in moved if target is not None and not _covered(lib, target)
+    ]
+    return report
 
 
 def _live_user(txn: Txn, user_id: uuid.UUID) -> User:
@@ -62,7 +69,7 @@ def _live_user(txn: Txn, user_id: uuid.UUID) -> User:
     return user
 
 
-def _transfer(txn: Txn, source_id: uuid.UUID, target_id: uuid.UUID) -> TransferReport:
+def _transfer(txn: Txn, source_id: uuid.UUID, target_id: uuid.UUID) -> tuple[TransferReport, list[Library]]:
     source, target = _live_user(txn, source_id), _live_user(txn, target_id)
     now = utc_now()
     report = TransferReport()
@@ -76,7 +83,11 @@ def _transfer(txn: Txn, source_id: uuid.UUID, target_id: uuid.UUID) -> TransferR
     for entry in list(asset_index.timeline_of(txn, source_id)):
         asset = asset_index.get(txn, entry.asset_id)
         library = owned.get(asset.library_id) if asset is not None else None
-        if asset is None or library is None or library.deleted_at is not None:
+        if asset is None or library is None:
+            continue
+        if library.deleted_at is not None:  # stays behind, about to be deleted: out of the albums that move
+            for album_id in list(album_index.albums_of_asset(txn, asset.id)):
+                album_index.remove(txn, album_id, asset.id)
             continue
         if library.type == "EXTERNAL":
             asset_index.update(txn, asset, owner_id=target_id)
@@ -87,27 +98,25 @@ def _transfer(txn: Txn, source_id: uuid.UUID, target_id: uuid.UUID) -> TransferR
         )
         if duplicate is not None:
             album_index.replace_member(txn, asset.id, duplicate.id, now)
-            report.skipped.append(
-                SkippedAsset(asset.id, asset_index.file_name(asset), duplicate.id)
-            )
+            report.skipped.append(SkippedAsset(asset.id, asset_index.file_name(asset), duplicate.id))
             continue
         asset_index.update(txn, asset, owner_id=target_id, library_id=target_upload.id, updated_at=now)
         job_queue.enqueue(txn, job_queue.STORAGE_TEMPLATE, asset.id, now, force=True)
         moved_bytes += asset.file_size
         report.assets += 1
+    moved: list[Library] = []
     for library in owned.values():
         if library.type == "EXTERNAL" and library.deleted_at is None:
             txn.put(LIBRARIES, library.id.bytes, msgspec.structs.replace(library, owner_id=target_id))
-            report.libraries += 1
-            if not _covered(library, target):
-                report.uncovered_libraries.append(library.name)
+            moved.append(library)
+    report.libraries = len(moved)
     report.albums = len(albums.transfer(txn, source_id, target_id, now))
     if moved_bytes:
         txn.put(USERS, source.id.bytes, msgspec.structs.replace(
             source, quota_usage_in_bytes=max(0, source.quota_usage_in_bytes - moved_bytes)))  # fmt: skip
         txn.put(USERS, target.id.bytes, msgspec.structs.replace(
             target, quota_usage_in_bytes=target.quota_usage_in_bytes + moved_bytes))  # fmt: skip
-    return report
+    return report, moved
 
 
 def _covered(library: Library, owner: User) -> bool:

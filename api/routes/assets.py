@@ -119,11 +119,15 @@ class UpdateAssetRequest(BaseModel):
     rating: int | None = Field(default=None, ge=-1, le=5)
 
 
+MAX_RELATIVE_MINUTES = 1000 * 366 * 24 * 60
+
+
 class BulkUpdateAssetsRequest(UpdateAssetRequest):
     """`AssetBulkUpdateDto`: the same changes for every asset in `ids`; `duplicateId` is accepted and ignored."""
 
     ids: list[str]
-    dateTimeRelative: int | None = None
+    dateTimeRelative: int | None = Field(default=None, ge=-MAX_RELATIVE_MINUTES, le=MAX_RELATIVE_MINUTES)
+    """Minutes; bounded so every shifted date stays a date (±1000 years)."""
     timeZone: StrictStr | None = None
 
 

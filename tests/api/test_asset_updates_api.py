@@ -244,11 +244,18 @@ async def test_bulk_updates_are_all_or_nothing(daemon, admin, user):
         and body["localDateTime"] == "2024-03-04T03:36:07.000Z"
     )
     assert stored(daemon, mine[2]).file_created_at == NOW
+    huge = await user.client.put("/api/assets", json={"ids": mine[:1], "dateTimeRelative": 10**10})
+    assert huge.status_code == 400 and huge.json()["message"] == [
+        "dateTimeRelative must not be greater than 527040000"
+    ]
     # timeZone shows each asset's instant in that zone
     reply = await user.client.put("/api/assets", json={"ids": [mine[2]], "timeZone": "America/Denver"})
     assert reply.status_code == 204
     body = (await user.client.get(f"/api/assets/{mine[2]}")).json()
-    assert body["fileCreatedAt"] == "2024-03-04T05:06:07.000Z" and body["localDateTime"] == "2024-03-03T22:06:07.000Z"
+    assert (
+        body["fileCreatedAt"] == "2024-03-04T05:06:07.000Z"
+        and body["localDateTime"] == "2024-03-03T22:06:07.000Z"
+    )
     assert body["exifInfo"]["timeZone"] == "America/Denver"
     reply = await user.client.put("/api/assets", json={"ids": [mine[2]], "timeZone": "Mars/Olympus"})
     assert reply.status_code == 400 and reply.json()["message"] == ["timeZone must be a valid IANA time zone"]

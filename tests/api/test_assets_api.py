@@ -113,11 +113,19 @@ async def test_original_download_with_ranges(user, imported, tmp_path):
     assert unchanged.status_code == 304
     tail = await user.client.get(f"/api/assets/{ids['photo.jpg']}/original", headers={"Range": "bytes=-100"})
     assert tail.status_code == 206 and tail.content == content[-100:]
-    for ignored in ("bytes=0-1,5-6", "items=0-5", "bytes=9-2"):  # not one satisfiable byte range: the whole file
+    for ignored in (
+        "bytes=0-1,5-6",
+        "items=0-5",
+        "bytes=9-2",
+    ):  # not one satisfiable byte range: the whole file
         reply = await user.client.get(f"/api/assets/{ids['photo.jpg']}/original", headers={"Range": ignored})
         assert reply.status_code == 200 and reply.content == content, ignored
     head = await user.client.head(f"/api/assets/{ids['photo.jpg']}/original")
-    assert head.status_code == 200 and head.headers["content-length"] == str(len(content)) and head.content == b""
+    assert (
+        head.status_code == 200
+        and head.headers["content-length"] == str(len(content))
+        and head.content == b""
+    )
 
 
 async def test_playback_serves_the_transcode_and_refuses_photos(user, imported, tmp_path):

@@ -149,7 +149,9 @@ async def test_delete_permanently_skips_unknown_ids_and_edits_go_with_the_asset(
         assert txn.get(ASSET_EDITS, asset.id.bytes) is None and txn.get(EXIF, asset.id.bytes) is None
     assert not os.path.exists(asset.original_path)
     other = upload_asset(services, world.user, "b.jpg")
-    assert trash.delete_permanently_blocking(services.index, world.data_dir, [other.id]) == 1  # for CLI commands
+    assert (
+        trash.delete_permanently_blocking(services.index, world.data_dir, [other.id]) == 1
+    )  # for CLI commands
     assert not os.path.exists(other.original_path) and usage(services, world.user) == 0
 
 

@@ -89,7 +89,9 @@ async def test_bad_media_fails_with_its_reason_on_the_asset_and_the_rest_carries
 
 
 async def test_a_vanished_file_is_retried_then_recorded(world):
-    world.services.settings.job.retry_delay = 0  # the queues share this settings object; backoff is tested apart
+    world.services.settings.job.retry_delay = (
+        0  # the queues share this settings object; backoff is tested apart
+    )
     root = world.external / "p"
     jpeg(root / "gone.jpg")
     library = world.library(root)
@@ -184,4 +186,8 @@ def test_each_cleanup_touches_only_its_own_files(world):
         ["thumbnail-2.webp", "preview-2.jpg", "encoded-video.mp4", "encoded-video.mp4.tmp-9"]
     )
     files.remove_transcode_leftovers(asset_id)
-    assert sorted(p.name for p in folder.iterdir()) == ["encoded-video.mp4", "preview-2.jpg", "thumbnail-2.webp"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "encoded-video.mp4",
+        "preview-2.jpg",
+        "thumbnail-2.webp",
+    ]

@@ -130,3 +130,26 @@ def test_cli_transfer_prints_the_report(settings, capsys):
     )
     with Index(settings.index_path, readonly=True) as index:
         assert check_index(index) == []
+
+
+async def test_assets_of_a_library_being_deleted_are_no_duplicates_and_leave_moving_albums(services, people):
+    admin, alice, bob, _ = people
+    doomed = upload_asset(services, alice, b"in a doomed library", "d.jpg")
+    second = services.libraries.create(Principal(user=alice), library_type="UPLOAD", name="Second")
+    services.index.write(lambda txn: asset_index.update(txn, doomed, library_id=second.id))
+    bobs = upload_asset(services, bob, b"in a doomed library", "b.jpg")
+    trip = album(services, alice, doomed)
+    services.library_jobs.paused = True  # the deletion job waits (as behind a long scan)
+    services.libraries.delete(Principal(user=alice), second.id)
+    with services.index.read() as txn:
+        assert (
+            asset_index.by_checksum(txn, alice.id, doomed.content_sha1) is None
+        )  # upload it again: accepted
+
+    report = services.transfers.transfer(Principal(user=admin), alice.id, bob.id)
+    assert report.skipped == [] and report.assets == 0
+    with services.index.read() as txn:
+        assert list(album_index.member_ids(txn, trip.id)) == []
+        assert album_index.get(txn, trip.id).owner_id == bob.id
+        assert asset_index.by_checksum(txn, bob.id, bobs.content_sha1).id == bobs.id
+    assert check_index(services.index) == []

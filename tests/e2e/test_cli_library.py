@@ -58,7 +58,9 @@ async def test_jobs_command_shows_progress_waiting_and_failures(tmp_path):
     write(external / "p" / "broken.jpg", b"not a picture")
     run("user", "create", "--admin", "--email", "a@example.com", "--name", "A", "--password-stdin",
         "--external-path", str(external), data=data, stdin="pw\n")  # fmt: skip
-    made = run("library", "create", "--user", "a@example.com", "--import-path", str(external / "p"), data=data)
+    made = run(
+        "library", "create", "--user", "a@example.com", "--import-path", str(external / "p"), data=data
+    )
     run("library", "scan", made.stdout.split()[0], data=data)
     waiting = run("jobs", data=data)
     assert waiting.returncode == 0, waiting.stderr
@@ -81,5 +83,9 @@ async def test_jobs_command_shows_progress_waiting_and_failures(tmp_path):
 
 def rows(table: str) -> dict[str, list[str]]:
     """A rich table's body rows: first cell -> the other cells."""
-    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
+    cells = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in table.splitlines()
+        if line.startswith("│")
+    ]
     return {row[0]: row[1:] for row in cells}
