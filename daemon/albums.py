@@ -21,7 +21,7 @@ in one snapshot, a user transfer moving albums with their assets).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -187,6 +187,13 @@ def transfer(txn: Txn, from_owner: uuid.UUID, to_owner: uuid.UUID, now: datetime
     return [album.id for album in moved]
 
 
+def _by_creation(albums: Iterable[Album | None]) -> list[Album]:
+    """Creation order (ids only approximate it: two albums made in one millisecond sort at random)."""
+    return sorted(
+        (album for album in albums if album is not None), key=lambda album: (album.created_at, album.id)
+    )
+
+
 class AlbumService:
     """Albums for adapters. Methods taking a `Principal` enforce access and raise `NotFoundOrNoAccess` (or
     `InvalidInput`) with Immich's messages; the others (`albums_of`, `album`) are for trusted in-process readers
@@ -205,7 +212,7 @@ class AlbumService:
         name: str | None = None,
         shared: bool | None = None,
     ) -> list[AlbumView]:
-        """The caller's albums in id (creation) order, without assets.
+        """The caller's albums in creation order, without assets.
 
         `asset_id`: the albums holding that asset, which must be the caller's (else `NotFoundOrNoAccess` for
         `asset.read`); the other filters are then ignored, as in Immich. `name`: exact name. `shared=True`:
@@ -218,10 +225,10 @@ class AlbumService:
                 holding = (
                     album_index.get(txn, album_id) for album_id in album_index.albums_of_asset(txn, asset_id)
                 )
-                return [summarize(txn, album, owner) for album in holding if album is not None]
+                return [summarize(txn, album, owner) for album in _by_creation(holding)]
             if shared:
                 return []
-            albums = album_index.of_owner(txn, principal.user.id)
+            albums = _by_creation(album_index.of_owner(txn, principal.user.id))
             return [summarize(txn, album, owner) for album in albums if name is None or album.name == name]
 
     def get(self, principal: Principal, album_id: uuid.UUID, *, include_assets: bool = True) -> AlbumView:

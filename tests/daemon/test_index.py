@@ -206,17 +206,21 @@ def test_asset_updates_keep_timeline_and_checksum_entries_in_step(tmp_path):
     from datetime import UTC, datetime, timedelta
 
     from daemon import assets as asset_index
-    from daemon.index import ASSET_BY_CHECKSUM, TIMELINE
-    from daemon.records import Asset
+    from daemon.index import ASSET_BY_CHECKSUM, LIBRARIES, TIMELINE
+    from daemon.records import Asset, Library
 
     now = datetime(2020, 5, 6, tzinfo=UTC)
     owner, other = uuid.uuid4(), uuid.uuid4()
-    asset = Asset(id=uuid.uuid4(), owner_id=owner, library_id=uuid.uuid4(), type="IMAGE",
+    library = Library(
+        id=uuid.uuid4(), owner_id=owner, type="UPLOAD", name="Up", created_at=now, updated_at=now
+    )
+    asset = Asset(id=uuid.uuid4(), owner_id=owner, library_id=library.id, type="IMAGE",
                   original_path=b"/u/x.jpg", file_size=1, file_mtime_ns=0, file_created_at=now,
                   local_date_time=now, created_at=now, updated_at=now, content_sha1=b"s" * 20)  # fmt: skip
     with Index(tmp_path / "index") as index:
 
         def create(txn):
+            txn.put(LIBRARIES, library.id.bytes, library)
             asset_index.insert_many(txn, [asset])
             asset_index.add_checksum(txn, asset)
 
