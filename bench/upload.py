@@ -1,7 +1,7 @@
 """Upload throughput and memory: `POST /api/assets` of a large file into a running `filmroll serve`.
 
-Reference, same machine, same run: `tee DEST < FILE | sha1sum` — one pass that reads, writes and hashes the same
-bytes, which is the work an upload must do at the least (filmroll adds HTTP over loopback, multipart parsing and
+Reference, same machine, same run: `tee DEST < FILE | sha1sum && sync DEST` — one pass that reads, writes,
+hashes and fsyncs the same bytes, which is the work an upload must do at the least (filmroll adds HTTP over loopback, multipart parsing and
 the fsyncs). Also printed: the growth of the daemon's RssAnon while the body streams (it must stay flat, far below
 the file size).
 
@@ -49,8 +49,10 @@ def drop_cache(path: Path) -> None:
 
 def reference(source: Path, destination: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(f"tee {destination} < {source} | sha1sum >/dev/null", shell=True, check=True)
-    os.sync()
+    # `sync FILE` fsyncs that file only, as the upload fsyncs its own before the rename
+    subprocess.run(
+        f"tee {destination} < {source} | sha1sum >/dev/null && sync {destination}", shell=True, check=True
+    )
     elapsed = time.perf_counter() - started
     destination.unlink()
     return elapsed
