@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup system-deps immich-cli run test test-fast lint check-pil clean
+.PHONY: setup system-deps immich-cli run test test-fast lint check-pil clean install install-files
 
 ## setup: Debian packages (as root) + the locked Python environment; leaves .venv/bin/filmroll
 setup: system-deps $(VENV)/.synced check-pil immich-cli
@@ -40,6 +40,15 @@ run: setup
 ## test: set up, then run the whole suite
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+## install: set up, then install the systemd unit, /etc/filmroll/config.toml (kept if present) and
+## $(PREFIX)/bin/filmroll (a wrapper around .venv); DESTDIR=/some/root installs under another root
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: setup install-files
+
+install-files: $(VENV)/.synced
+	$(VENV)/bin/filmroll install-service --destdir "$(if $(DESTDIR),$(DESTDIR),/)" --prefix "$(PREFIX)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 import trio
 
 from . import assets as asset_index
-from . import trash
+from . import metrics, trash
 from .crawl import ScopeEntry
 from .errors import FilmrollError, InvalidInput
 from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
@@ -51,6 +52,10 @@ class LibraryJobQueue:
         self._resumed = trio.Event()
         self._renames: dict[uuid.UUID, dict[bytes, bytes]] = {}  # per library: new path -> old path
         self.last_summaries: dict[uuid.UUID, ScanSummary] = {}
+        self._running: tuple[str, Library, LibraryScan | None] | None = None
+        """What the worker is doing now (kind, library, its scan): for `describe_active` (systemd's STATUS=)."""
+        self.on_activity: Callable[[], None] = lambda: None
+        """Called when `describe_active` changes (a job starts or ends): `serve` refreshes the status with it."""
 
     # -- requests (from any task on the trio thread) -------------------------------------------------------
 
@@ -177,6 +182,23 @@ class LibraryJobQueue:
     def is_active(self) -> bool:
         return self._active is not None or bool(self._pending)
 
+    def describe_active(self) -> str | None:
+        """What runs now, in a few words (`scanning library Photos: 12,345 files, 40%`), or None when idle. The
+        percentage compares with the files the library's previous scan (in this process) crawled."""
+        if self._running is None:
+            return None
+        kind, library, scan = self._running
+        if scan is None:
+            return f"{kind} library {library.name}"
+        crawled = scan.summary.crawled
+        text = f"scanning library {library.name}: {crawled:,} files"
+        if scan.scope is not None:
+            return f"{text} ({len(scan.scope):,} changed paths)"
+        previous = self.last_summaries.get(library.id)
+        if previous is not None and previous.crawled:
+            text += f", {min(99, crawled * 100 // previous.crawled)}%"
+        return text
+
     async def wait_idle(self) -> None:
         """Return once nothing is running or waiting."""
         while self.is_active:
@@ -230,9 +252,22 @@ class LibraryJobQueue:
     async def _run(
         self, kind: str, library: Library, owner: User, mode: ScanMode | set[ScopeEntry] | None
     ) -> None:
+        self._running = (kind, library, None)
+        self.on_activity()
+        try:
+            with metrics.LIBRARY_JOB_SECONDS.labels(kind).time():
+                await self._run_kind(kind, library, owner, mode)
+        finally:
+            self._running = None
+            self.on_activity()
+
+    async def _run_kind(
+        self, kind: str, library: Library, owner: User, mode: ScanMode | set[ScopeEntry] | None
+    ) -> None:
         library_id = library.id
         if kind == "scan" and isinstance(mode, ScanMode | None):
             scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=mode or ScanMode.NEW)
+            self._running = (kind, library, scan)
             summary = await scan.run()
             self.last_summaries[library_id] = summary
             log.info("scanned library %s (%s): %s", library.name, library_id, summary.as_dict())
@@ -243,6 +278,7 @@ class LibraryJobQueue:
             renames = self._renames.pop(library_id, {})
             scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=ScanMode.MODIFIED,
                                scope=scope, renames=renames)  # fmt: skip
+            self._running = (kind, library, scan)
             summary = await scan.run()
             log.info(
                 "library %s (%s): %d changed paths: %s",

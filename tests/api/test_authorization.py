@@ -17,6 +17,7 @@ PUBLIC = {
     ("GET", "/api/server/version"), ("GET", "/api/server/features"), ("GET", "/api/server/media-types"),
     ("POST", "/api/auth/login"), ("POST", "/api/auth/admin-sign-up"),
     ("GET", "/api/openapi.json"), ("GET", "/api/docs"),
+    ("GET", "/metrics"),  # filmroll's Prometheus metrics (aggregates); `[metrics] public = false` checks in the view
 }  # fmt: skip
 
 
