@@ -17,6 +17,7 @@ from quart_trio.wrappers import TrioRequest
 from daemon import __version__
 from daemon.services import Services
 
+from . import metrics
 from .access import enforce_access
 from .errors import install_error_handlers
 from .routes import (
@@ -83,6 +84,8 @@ def create_app(services: Services) -> Quart:
         security=[{"api_key": []}, {"bearer": []}, {"cookie": []}],
     )
 
+    metrics.install_request_metrics(app)  # first, so the latency includes the access checks
+
     @app.before_request
     async def start_request() -> None:
         g.correlation_id = uuid.uuid4().hex[:16]
@@ -109,6 +112,7 @@ def create_app(services: Services) -> Quart:
         trash.blueprint,
         timeline.blueprint,
         search.blueprint,
+        metrics.blueprint,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -165,6 +165,12 @@ def timeline_file_size(value: bytes) -> int:
     return int.from_bytes(value[2:10], "big")
 
 
+def timeline_seek_key(owner_id: uuid.UUID, local_micros: int) -> bytes:
+    """The first possible `timeline` key of the owner at `local_micros` (µs since the epoch of the naive local
+    capture time, as `TimelineEntry.local_micros`): where a walk from that moment starts."""
+    return owner_id.bytes + (local_micros + _TIME_OFFSET).to_bytes(8, "big")
+
+
 def timeline_of(txn: Txn, owner_id: uuid.UUID) -> Iterator[TimelineEntry]:
     """Every asset of the owner, oldest capture time first."""
     for key, value in txn.items(TIMELINE, owner_id.bytes):

@@ -1,4 +1,4 @@
-"""The `filmroll` command: `serve`, `check`, `user …`, `library …`, `jobs`.
+"""The `filmroll` command: `serve`, `check`, `user …`, `library …`, `jobs`, `backup`, `restore`, `install-service`.
 
 Exit codes: 0 success, 1 a check found problems or an operation was refused, 2 bad usage or settings.
 The `user` commands act on the index directly (LMDB lets them run beside a running daemon) and are meant for the
@@ -8,12 +8,13 @@ machine's administrator: whoever can run them can already read the data director
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__, cli_jobs, cli_library
+from . import __version__, cli_jobs, cli_library, cli_service
 from .check import check_index
 from .config import Settings, load_settings
 from .credentials import new_secret
@@ -21,6 +22,7 @@ from .errors import FilmrollError, IndexUnusable
 from .index import Index
 from .logs import setup_logging
 from .services import Services
+from .systemd_notify import Notifier
 
 
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     transfer.add_argument("--to", dest="target", required=True, metavar="EMAIL")
     cli_library.add_commands(commands, _add_settings_arguments)
     cli_jobs.add_commands(commands, _add_settings_arguments)
+    cli_service.add_commands(commands, _add_settings_arguments)
     return parser
 
 
@@ -217,17 +220,19 @@ def _serve_command(args: argparse.Namespace) -> int:
         args, listen=args.listen, mount=args.mount, log_level=args.log_level, log_format=args.log_format
     )
     setup_logging(settings.log_level, settings.log_format)
-    if settings.mount:
-        raise FilmrollError(
-            f"Cannot mount at {settings.mount}: the FUSE view of albums is not part of this build yet"
-        )
+    if settings.mount:  # refuse a bad mount point before anything starts (FilmrollError names the fix)
+        from fsview.mount import check_mountpoint
+
+        settings.mount = check_mountpoint(settings.mount)
     logging.getLogger("filmroll").info(
         "filmroll %s starting: data directory %s",
         __version__,
         settings.data_dir,
         extra={"config_file": settings.config_file or None},
     )
-    trio.run(serve, settings)
+    # systemd's notify socket and watchdog: read (and removed from the environment the workers inherit) now
+    notifier = Notifier.from_environment()
+    trio.run(functools.partial(serve, settings, notifier=notifier))
     return 0
 
 
@@ -242,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _library_command(args)
         if args.command == "jobs":
             return _jobs_command(args)
+        if args.command in cli_service.COMMANDS:
+            return cli_service.run(args, _settings(args) if args.command != "install-service" else None)
         return _user_command(args)
     except IndexUnusable as error:
         print(f"filmroll: {error.message}", file=sys.stderr)

@@ -142,6 +142,37 @@ class StorageTemplateSettings(msgspec.Struct, kw_only=True, forbid_unknown_field
     """Validated at load: an invalid template refuses to start (`Invalid storage template: …`)."""
 
 
+class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """filmroll's `[metrics]`: Prometheus metrics at `GET /metrics` (`daemon/metrics.py`)."""
+
+    enabled: bool = True
+    public: bool = True
+    """Served without credentials (what Prometheus scrapers expect). The metrics are aggregates only (counts by
+    type and state, queue depths, latencies by route), never per-user. `false`: an admin's credentials are
+    required (`x-api-key`, `Authorization: Bearer`)."""
+
+
+class FsviewUser(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One user's folder in the FUSE view, under `[fsview.users."<email or storage label>"]`."""
+
+    uid: int
+    gid: int | None = None
+    """Default: `[fsview] gid`."""
+
+
+class FsviewSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """filmroll's `[fsview]`: the read-only FUSE view (`filmroll serve --mount PATH`, `fsview/`)."""
+
+    allow_other: bool = False
+    """Let local users other than the daemon's own reach the mount (FUSE `allow_other`; for anyone but root,
+    `user_allow_other` must be set in /etc/fuse.conf). Modes still keep each user's folder to its owner."""
+    uid: int | None = None
+    """Owner of every user's folder unless `users` says otherwise; default: the daemon's own uid."""
+    gid: int | None = None
+    users: dict[str, FsviewUser] = {}
+    """Per filmroll user (by email or storage label): the Unix uid/gid that owns their folder."""
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ""
     """Where the index, uploads and derived files live. Default: $STATE_DIRECTORY (systemd), else
@@ -160,6 +191,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     storage_template: StorageTemplateSettings = msgspec.field(
         default_factory=StorageTemplateSettings, name="storageTemplate"
     )
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    fsview: FsviewSettings = msgspec.field(default_factory=FsviewSettings)
     config_file: str = ""
     """The TOML file these settings came from, if any (set by `load_settings`, not read from the file)."""
 

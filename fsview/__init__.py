@@ -1,5 +1,6 @@
-"""The read-only FUSE view of albums, timeline and libraries (pyfuse3).
+"""The read-only FUSE view of albums, timeline, favorites and libraries (pyfuse3, `filmroll serve --mount PATH`).
 
-Planned split (DESIGN.md §6): a plain-Python tree model computing what folders and files exist, testable without a
-mount, and a thin pyfuse3 `Operations` adapter over it. Not built yet: `filmroll serve --mount` refuses to start.
+Split like borg's `vfs.py` / `fuse.py` (DESIGN.md §6): `tree` computes what folders and files exist (plain Python
+over the index, tested without a mount), `operations` is the thin pyfuse3 adapter, `invalidation` is the one place
+that tells the kernel to forget, and `mount` runs the whole as a task in `serve`'s nursery.
 """

@@ -10,6 +10,7 @@ PACKAGES=(
   libheif-dev libheif-examples
   libimage-exiftool-perl ffmpeg libvips-tools
   systemd
+  samba smbclient rsync  # tests/e2e/test_fsview_e2e.py: the FUSE view shared over SMB, copied with rsync
 )
 
 missing=()
