@@ -37,6 +37,8 @@ async def scrape() -> Response:
 
 
 def install_request_metrics(app: Quart) -> None:
+    KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
     @app.before_request
     async def start_timer() -> None:
         g.request_started = time.perf_counter()
@@ -46,7 +48,8 @@ def install_request_metrics(app: Quart) -> None:
         started = g.get("request_started")
         if started is not None:
             route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics.HTTP_REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(
+            method = request.method if request.method in KNOWN_METHODS else "other"  # bounded label values
+            metrics.HTTP_REQUEST_SECONDS.labels(method, route, str(response.status_code)).observe(
                 time.perf_counter() - started
             )
         return response

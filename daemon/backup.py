@@ -96,7 +96,7 @@ def backup(
     destination = destination.resolve()
     if _overlaps(data, destination):
         raise InvalidInput(f"The backup folder {destination} must be outside the data directory {data}")
-    destination.mkdir(parents=True, exist_ok=True)
+    _claim(destination)
     (destination / MANIFEST).unlink(missing_ok=True)  # incomplete until the end
     report = BackupReport(destination=str(destination))
     with Index(settings.index_path, readonly=True) as live:
@@ -178,12 +178,37 @@ def _walk_files(root: bytes, skip: set[bytes]) -> Iterator[tuple[bytes, os.stat_
                 yield child, info
 
 
+MTIME_TOLERANCE_NS = 2_000_000_000
+"""FAT/exFAT keep mtimes to 2 s and some shares round them: a copy within that counts as unchanged (originals are
+never modified in place, so size + mtime within 2 s cannot hide a real change)."""
+
+
 def _same(info: os.stat_result, destination: bytes) -> bool:
     try:
         existing = os.stat(destination)
     except FileNotFoundError:
         return False
-    return existing.st_size == info.st_size and existing.st_mtime_ns == info.st_mtime_ns
+    return (
+        existing.st_size == info.st_size
+        and abs(existing.st_mtime_ns - info.st_mtime_ns) <= MTIME_TOLERANCE_NS
+    )
+
+
+MARKER = ".filmroll-backup"
+
+
+def _claim(destination: Path) -> None:
+    """A backup mirrors into its folder and deletes what the data directory no longer has, so it only ever
+    writes into an empty folder, or one an earlier backup marked as its own: never into somebody's photos."""
+    destination.mkdir(parents=True, exist_ok=True)
+    marker = destination / MARKER
+    if not marker.exists():
+        if any(destination.iterdir()):
+            raise InvalidInput(
+                f"The backup folder {destination} is not empty and holds no earlier filmroll backup; "
+                "choose an empty folder"
+            )
+        marker.write_text("This folder holds a filmroll backup; `filmroll backup` updates it in place.\n")
 
 
 def _copy_file(source: bytes, destination: bytes) -> None:

@@ -6,6 +6,7 @@ unguessable already, they are stored as SHA-256 digests, which makes the per-req
 
 import hashlib
 import secrets
+import string
 
 import trio
 from argon2 import PasswordHasher
@@ -36,9 +37,13 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
 def new_secret() -> str:
-    """A fresh token or API-key secret: 32 random bytes, URL-safe text."""
-    return secrets.token_urlsafe(32)
+    """A fresh token or API-key secret: 43 random letters and digits (256 bits), like Immich's keys. No `-` or
+    `_`: a secret that starts with `-` is read as an option by command-line clients (`immich login URL KEY`)."""
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(43))
 
 
 def secret_digest(secret: str) -> bytes:

@@ -23,9 +23,11 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import functools
 import logging
 import os
 import re
+import time
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -348,6 +350,11 @@ class UploadService:
             device_asset_id=form.device_asset_id,
             device_id=form.device_id,
             original_file_name=form.file_name or sent_name,
+        )
+        # the stored file carries the client's modification time, as the index does (and Immich does): the FUSE
+        # view and backups show the same mtime as the API
+        await trio.to_thread.run_sync(
+            functools.partial(os.utime, original.path, ns=(time.time_ns(), form.file_mtime_ns))
         )
         result = self._land(asset, original, sidecar, landing)
         if result.created:

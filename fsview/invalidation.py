@@ -52,8 +52,10 @@ async def follow_index(tree: Tree, *, poll_seconds: float = POLL_SECONDS) -> Non
     while True:
         await trio.sleep(poll_seconds)
         started = time.perf_counter()
+        changes = Invalidations()
         try:
-            changes = tree.refresh()
+            for _ in tree.refresh_steps(changes):
+                await trio.lowlevel.checkpoint()  # between listings: HTTP, FUSE and the watchdog run
         except Exception:  # a bad record must not end live updates; the next change tries again
             log.exception("FUSE view: refreshing the tree failed")
             continue

@@ -30,8 +30,12 @@ import trio
 from daemon.media_queue import locate
 from daemon.metrics import FUSE_ERRORS, FUSE_OPERATIONS
 from daemon.originals import open_original
+from daemon.watchers import NETWORK_FILESYSTEMS, filesystem_type
 
 from .tree import ALBUM, LIBRARY, File, Folder, Node, Tree
+
+REMOTE_READ_THREADS = 8
+"""Reads of originals on network filesystems run in threads, at most this many at once."""
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,10 @@ class Operations(pyfuse3.Operations):
     def __init__(self, tree: Tree):
         super().__init__()
         self.tree = tree
-        self._open: dict[int, File] = {}
+        self._open: dict[int, tuple[File, bool]] = {}
+        """Open descriptors → (the file, on a network filesystem?)."""
+        self._remote_devices: dict[int, bool] = {}
+        self._remote_reads = trio.CapacityLimiter(REMOTE_READ_THREADS)
         self._backing: dict[int, tuple[int, int, int, int]] = {}
         """FUSE inode → (st_dev, st_ino, st_size, st_mtime_ns) of the original its cached pages came from."""
 
@@ -186,7 +193,10 @@ class Operations(pyfuse3.Operations):
             if source is None:
                 raise FileNotFoundError(errno.ENOENT, "the asset is no longer in the index")
             path = os.fsdecode(source.path)
-            descriptor = await trio.to_thread.run_sync(open_original, source.path, source.root)
+            # open and fstat in a thread: an original on a hung network drive must not freeze the loop
+            descriptor, facts, remote = await trio.to_thread.run_sync(
+                self._open_original, source.path, source.root
+            )
         except OSError as error:
             log.warning(
                 "FUSE view: cannot open the original of asset %s (%s): %s",
@@ -194,24 +204,39 @@ class Operations(pyfuse3.Operations):
                 extra={"asset_id": str(node.asset_id), "path": path},
             )  # fmt: skip
             raise pyfuse3.FUSEError(errno.ENOENT if error.errno == errno.ENOENT else errno.EIO) from None
-        facts = os.fstat(descriptor)
+        if (facts.st_size, facts.st_mtime_ns) != (node.size, node.mtime_ns):
+            # rewritten in place and not rescanned yet: its bytes must not be served under the old size and
+            # mtime (a copy would be cut or padded); the rescan gives the file a new inode
+            os.close(descriptor)
+            log.info(
+                "FUSE view: the original of asset %s changed on disk (%d bytes, the index says %d); "
+                "it is served again once rescanned", node.asset_id, facts.st_size, node.size,
+            )  # fmt: skip
+            raise pyfuse3.FUSEError(errno.ESTALE)
         identity = (facts.st_dev, facts.st_ino, facts.st_size, facts.st_mtime_ns)
         keep_cache = self._backing.get(inode) == identity
         self._backing[inode] = identity
-        if facts.st_size != node.size:
-            log.info(
-                "FUSE view: the original of asset %s is %d bytes, the index says %d (not rescanned yet)",
-                node.asset_id, facts.st_size, node.size,
-            )  # fmt: skip
-        self._open[descriptor] = node
+        self._open[descriptor] = (node, remote)
         return pyfuse3.FileInfo(fh=descriptor, keep_cache=keep_cache)
+
+    def _open_original(self, path: bytes, root: bytes | None) -> tuple[int, os.stat_result, bool]:
+        """(descriptor, its stat, on a network filesystem?): runs in a worker thread."""
+        descriptor = open_original(path, root)
+        facts = os.fstat(descriptor)
+        remote = self._remote_devices.get(facts.st_dev)
+        if remote is None:
+            remote = filesystem_type(path) in NETWORK_FILESYSTEMS
+            self._remote_devices[facts.st_dev] = remote
+        return descriptor, facts, remote
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        node, remote = self._open.get(fh, (None, False))
         try:
-            return os.pread(fh, size, off)
+            if remote:  # a hung server blocks its reader: a thread's, never the loop
+                return await trio.to_thread.run_sync(os.pread, fh, size, off, limiter=self._remote_reads)
+            return os.pread(fh, size, off)  # local disks: faster than a thread hop (DESIGN §10)
         except OSError as error:
-            node = self._open.get(fh)
             log.warning(
                 "FUSE view: reading the original of asset %s failed: %s",
                 node.asset_id if node else "?", error.strerror or error,
@@ -220,8 +245,11 @@ class Operations(pyfuse3.Operations):
 
     @handler
     async def release(self, fh: int) -> None:
-        self._open.pop(fh, None)
-        os.close(fh)
+        _, remote = self._open.pop(fh, (None, False))
+        if remote:
+            await trio.to_thread.run_sync(os.close, fh, limiter=self._remote_reads)
+        else:
+            os.close(fh)
 
     @handler
     async def flush(self, fh: int) -> None:

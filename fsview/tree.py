@@ -67,6 +67,8 @@ expire long before: `fsview.operations` gives them a 1 s timeout)."""
 
 FILE_MODE = stat.S_IFREG | 0o444
 FOLDER_MODE = stat.S_IFDIR | 0o555
+ROOT_MODE = stat.S_IFDIR | 0o551
+"""The mount's root: others may pass through to their own folder but not list everyone's names."""
 USER_FOLDER_MODE = stat.S_IFDIR | 0o550
 """A user's own folder: owner and group only, so `default_permissions` keeps other local users out."""
 
@@ -415,6 +417,8 @@ class Tree:
     def mode_of(node: Node) -> int:
         if isinstance(node, File):
             return FILE_MODE
+        if node.kind == ROOT:
+            return ROOT_MODE
         return USER_FOLDER_MODE if node.kind == USER else FOLDER_MODE
 
     def asset(self, node: File) -> Asset | None:
@@ -428,32 +432,43 @@ class Tree:
         committed since the last refresh, unless `force`). Returns what the kernel must forget. Listings unused
         for IDLE_SECONDS are dropped instead."""
         changes = Invalidations()
-        if self.last_txnid() == self._seen_txnid and not force:
-            return changes
+        for _ in self.refresh_steps(changes, force=force):
+            pass
+        return changes
+
+    def refresh_steps(self, changes: Invalidations, *, force: bool = False) -> Iterator[None]:
+        """`refresh` one listing at a time, adding to `changes`: yields after each listing, so the caller can
+        let other tasks run between them (a pass over many big albums must not hold the event loop). Each
+        listing is read in its own short read transaction: none is held across a yield, so the index can
+        always grow."""
+        start = self.last_txnid()
+        if start == self._seen_txnid and not force:
+            return
+        self._seen_txnid = start  # commits during the pass make the next pass run
         self._owner_ids.clear()
         now = self.clock()
-        with self.index.read() as txn:
-            txnid = self._seen_txnid = txn.raw.id()
-            for inode, old in list(self._listings.items()):
-                if inode != ROOT_INODE and now - old.used_at > IDLE_SECONDS:
-                    del self._listings[inode]
-                    continue
+        for inode, old in list(self._listings.items()):
+            if inode != ROOT_INODE and now - old.used_at > IDLE_SECONDS:
+                self._listings.pop(inode, None)
+                continue
+            with self.index.read() as txn:
+                txnid = txn.raw.id()
                 if old.txnid == txnid and not force:
                     continue
                 new = self._compute(txn, old.folder, txnid)
-                if new is None:  # the folder is gone: its parent's listing drops its entry
-                    del self._listings[inode]
-                    continue
-                new.used_at = old.used_at
-                for name, node in old.entries.items():
-                    now_there = new.entries.get(name)
-                    if now_there is None or now_there.inode != node.inode:
-                        changes.entries.append((inode, name))
-                self._listings[inode] = new
-                changes.attributes.extend(self._adopt(new))
-                if new.folder != old.folder and inode in self._known:  # e.g. an album's mtime
-                    changes.attributes.append(inode)
-        return changes
+            if new is None:  # the folder is gone: its parent's listing drops its entry
+                self._listings.pop(inode, None)
+                continue
+            new.used_at = old.used_at
+            for name, node in old.entries.items():
+                now_there = new.entries.get(name)
+                if now_there is None or now_there.inode != node.inode:
+                    changes.entries.append((inode, name))
+            self._listings[inode] = new
+            changes.attributes.extend(self._adopt(new))
+            if new.folder != old.folder and inode in self._known:  # e.g. an album's mtime
+                changes.attributes.append(inode)
+            yield
 
     def _adopt(self, listing: Listing) -> list[int]:
         """Known nodes take the listing's (newer) attributes; returns the inodes whose attributes changed."""

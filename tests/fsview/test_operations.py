@@ -60,11 +60,12 @@ def test_fsview_settings_map_users_to_unix_ids():
         "allow_other": True,
         "uid": 50,
         "gid": 60,
-        "users": {"Alice@Example.com": {"uid": 1000}, "bob": {"uid": 1001, "gid": 7}},
+        "users": {"Alice@Example.com": {"uid": 54321}, "bob": {"uid": 1001, "gid": 7}, "root": {"uid": 0}},
     }
     settings = load_settings(None, {"data_dir": "/tmp/x", "fsview": fsview}, environ={})
     ownership = ownership_of(settings)
     assert (ownership.uid, ownership.gid) == (50, 60)
-    assert ownership.by_user == {"alice@example.com": (1000, 60), "bob": (1001, 7)}
+    # without a gid: the user's own primary group (root's is 0), else the shared one (no such user here)
+    assert ownership.by_user == {"alice@example.com": (54321, 60), "bob": (1001, 7), "root": (0, 0)}
     assert "allow_other" in mount_options(settings) and "ro" in mount_options(settings)
     assert "allow_other" not in mount_options(load_settings(None, {"data_dir": "/tmp/x"}, environ={}))
