@@ -204,9 +204,10 @@ class Operations(pyfuse3.Operations):
                 extra={"asset_id": str(node.asset_id), "path": path},
             )  # fmt: skip
             raise pyfuse3.FUSEError(errno.ENOENT if error.errno == errno.ENOENT else errno.EIO) from None
-        if (facts.st_size, facts.st_mtime_ns) != (node.size, node.mtime_ns):
-            # rewritten in place and not rescanned yet: its bytes must not be served under the old size and
-            # mtime (a copy would be cut or padded); the rescan gives the file a new inode
+        if facts.st_size != node.size:
+            # rewritten in place and not rescanned yet: its bytes must not be served under the old size (a copy
+            # would be cut or padded); the rescan gives the file a new inode. (A changed mtime alone is served:
+            # the bytes fit, and `keep_cache` below is off for a backing file that is not the one cached.)
             os.close(descriptor)
             log.info(
                 "FUSE view: the original of asset %s changed on disk (%d bytes, the index says %d); "
