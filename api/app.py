@@ -6,6 +6,7 @@ live here once: correlation ids, the access policy (`api.access`), JSON content 
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -13,7 +14,9 @@ from quart import Quart, Response, g
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from quart_trio.wrappers import TrioRequest
+from werkzeug.exceptions import BadRequest
 
+import web
 from daemon import __version__
 from daemon.services import Services
 
@@ -52,7 +55,12 @@ class ImmichRequest(TrioRequest):
             return {}
         if not (await self.get_data(cache=True)).strip():
             return {}  # `Content-Type: application/json` with an empty body: still "no body"
-        return await super().get_json(force=force, silent=silent, cache=cache)
+        data = await super().get_json(force=force, silent=silent, cache=cache)
+        try:  # JSON may escape lone surrogates ("\ud800"), which no UTF-8 (index, file name) can hold
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise BadRequest("JSON string with a lone surrogate") from None
+        return data
 
 
 def create_app(services: Services) -> Quart:
@@ -115,4 +123,5 @@ def create_app(services: Services) -> Quart:
         metrics.blueprint,
     ):
         app.register_blueprint(blueprint)
+    web.install(app)  # the web pages (web/): outside /api, same services, same access policy
     return app

@@ -11,6 +11,7 @@ PACKAGES=(
   libimage-exiftool-perl ffmpeg libvips-tools
   systemd
   samba smbclient rsync  # tests/e2e/test_fsview_e2e.py: the FUSE view shared over SMB, copied with rsync
+  chromium  # tests/web/test_browser.py: the web pages in a real (headless) browser, driven by Playwright
 )
 
 missing=()
