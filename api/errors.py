@@ -35,6 +35,11 @@ _STATUS_OF: list[tuple[type[FilmrollError], int]] = [
 ]
 
 
+def status_of(error: FilmrollError) -> int:
+    """The HTTP status of a domain error (the one place for the mapping: the API and the pages use it)."""
+    return next((code for kind, code in _STATUS_OF if isinstance(error, kind)), 500)
+
+
 def error_response(status: int, message: str | list[str]) -> Response:
     body = {
         "message": message,
@@ -50,7 +55,7 @@ def error_response(status: int, message: str | list[str]) -> Response:
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(FilmrollError)
     async def domain_error(error: FilmrollError) -> Response:
-        status = next((code for kind, code in _STATUS_OF if isinstance(error, kind)), 500)
+        status = status_of(error)
         if status == 500:
             log.error("unhandled domain error on %s %s: %s", request.method, request.path, error.message)
             return error_response(500, "Internal server error")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 import trio
 
@@ -182,12 +182,15 @@ class LibraryJobQueue:
     def is_active(self) -> bool:
         return self._active is not None or bool(self._pending)
 
-    def describe_active(self) -> str | None:
+    def describe_active(self, library_ids: Container[uuid.UUID] | None = None) -> str | None:
         """What runs now, in a few words (`scanning library Photos: 12,345 files, 40%`), or None when idle. The
-        percentage compares with the files the library's previous scan (in this process) crawled."""
+        percentage compares with the files the library's previous scan (in this process) crawled. With
+        `library_ids`, only work on those libraries is described (a user sees their own scans, not others')."""
         if self._running is None:
             return None
         kind, library, scan = self._running
+        if library_ids is not None and library.id not in library_ids:
+            return None
         if scan is None:
             return f"{kind} library {library.name}"
         crawled = scan.summary.crawled
@@ -198,6 +201,10 @@ class LibraryJobQueue:
         if previous is not None and previous.crawled:
             text += f", {min(99, crawled * 100 // previous.crawled)}%"
         return text
+
+    def waiting_for(self, library_ids: Container[uuid.UUID]) -> int:
+        """How many requests wait for these libraries."""
+        return sum(1 for _, library_id in self._pending if library_id in library_ids)
 
     async def wait_idle(self) -> None:
         """Return once nothing is running or waiting."""

@@ -8,7 +8,7 @@ CSRF and errors, and `web/static/vendor/README.md` for the vendored JavaScript (
 from __future__ import annotations
 
 import hashlib
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 from quart import Quart, Response, request, send_from_directory
@@ -20,7 +20,7 @@ from .common import blueprint, page, see_other
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-@cache
+@lru_cache(maxsize=128)  # bounded: any client may ask for any spelling of a path
 def _static_version(name: str) -> str:
     try:
         return hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:12]

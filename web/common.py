@@ -29,6 +29,7 @@ from quart_schema import hide
 from werkzeug.exceptions import HTTPException
 
 from api.access import access, principal, services
+from api.errors import status_of
 from daemon.access import Principal
 from daemon.errors import AuthenticationRequired, FileUnavailable, FilmrollError, Forbidden, InvalidInput
 
@@ -82,6 +83,22 @@ def _same_origin() -> bool:
     parsed = urllib.parse.urlsplit(source)
     hosts = {request.host, *request.headers.get("X-Forwarded-Host", "").replace(" ", "").split(",")} - {""}
     return parsed.scheme in ("http", "https") and parsed.netloc in hosts  # `Origin: null` is refused
+
+
+@blueprint.before_request
+async def browser_sessions_only() -> None:
+    """Pages act with everything a signed-in user may do, so they take only a login session from the cookie: an
+    API key (scoped by Immich permissions) or a bearer token never reaches a page."""
+    principal = g.get("principal")
+    if principal is None:
+        return
+    if (
+        principal.api_key is not None
+        or principal.session is None
+        or "x-api-key" in request.headers
+        or "authorization" in request.headers
+    ):
+        raise Forbidden("The web pages need a browser sign-in; API keys and bearer tokens are for the API")
 
 
 @blueprint.before_request
@@ -214,6 +231,12 @@ async def invalid(error: InvalidInput) -> Response:
 @blueprint.errorhandler(FileUnavailable)
 async def unavailable(error: FileUnavailable) -> Response:
     return await render("error.html", 404, title="Unavailable", message=message_text(error))
+
+
+@blueprint.errorhandler(FilmrollError)
+async def other_domain_error(error: FilmrollError) -> Response:
+    """Any other domain error (a full disk, bad media…): the status the API gives it, as a page."""
+    return await render("error.html", status_of(error), title="Error", message=message_text(error))
 
 
 @blueprint.errorhandler(HTTPException)

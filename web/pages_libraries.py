@@ -79,8 +79,10 @@ async def libraries_page() -> Response:
 
 
 def _status() -> dict:
+    """The caller's own scans only: other users' library names and activity are theirs."""
     jobs = services().library_jobs
-    return {"now": jobs.describe_active(), "waiting": jobs.counts().waiting, "paused": jobs.paused}
+    mine = {library.id for library in services().libraries.list(me())}
+    return {"now": jobs.describe_active(mine), "waiting": jobs.waiting_for(mine), "paused": jobs.paused}
 
 
 @page(f"{PAGE}/status")

@@ -308,7 +308,11 @@ async def test_scan_progress_fragment(daemon, admin, user, user_browser, monkeyp
     assert "Trip: force re-scan of all files queued" in page
     assert "1 library job waiting (the queue is paused)" in page
     assert 'hx-get="/user-settings/libraries/status?was=active"' in page  # polls, and reloads when done
-    monkeypatch.setattr(jobs, "describe_active", lambda: "scanning library Trip: 1,234 files, 40%")
+    monkeypatch.setattr(
+        jobs,
+        "describe_active",
+        lambda mine: "scanning library Trip: 1,234 files, 40%" if library.id in mine else None,
+    )
     status = await user_browser.get("/user-settings/libraries/status")
     assert "scanning library Trip: 1,234 files, 40%" in status.text and "HX-Refresh" not in status.headers
     monkeypatch.undo()
@@ -318,3 +322,35 @@ async def test_scan_progress_fragment(daemon, admin, user, user_browser, monkeyp
     assert done.headers["HX-Refresh"] == "true"
     calm = await user_browser.get("/user-settings/libraries/status")
     assert "HX-Refresh" not in calm.headers and 'hx-trigger="every 1s"' in calm.text
+
+
+async def test_other_users_scans_stay_private(daemon, admin, user_browser):
+    """A user's libraries page does not show somebody else's queued scan, nor its library's name (admins, who
+    manage every library, do see them)."""
+    jobs = daemon.services.library_jobs
+    jobs.pause()
+    await admin.client.put(f"/api/admin/users/{admin.user['id']}", json={"externalPath": "/tmp"})
+    library = (await admin.client.post("/api/libraries", json={"name": "Private Trip"})).json()
+    assert (await admin.client.post(f"/api/libraries/{library['id']}/scan")).status_code == 204
+    status = (await user_browser.get("/user-settings/libraries/status")).text
+    assert "Private Trip" not in status and "waiting" not in status
+    jobs.empty()
+    jobs.resume()
+
+
+async def test_pages_refuse_api_keys_and_bearer_tokens(daemon, admin):
+    """A scoped API key must not act through the pages with everything a signed-in user may do."""
+    created = await admin.client.post("/api/api-keys", json={"name": "read", "permissions": ["asset.read"]})
+    secret = created.json()["secret"]
+    async with daemon.client() as client:
+        by_key = await client.get("/admin/users", headers={"x-api-key": secret})
+        assert by_key.status_code == 403 and "browser sign-in" in by_key.text
+        client.cookies.set("immich_access_token", "forged")
+        forged = await client.post(
+            "/admin/users", headers={"x-api-key": secret}, data={"email": "x@example.com", "csrf": "whatever"}
+        )
+        assert forged.status_code == 403
+    bearer = await daemon.client().get("/photos", headers={"Authorization": f"Bearer {admin.token}"})
+    assert bearer.status_code == 403
+    users = (await admin.client.get("/api/admin/users")).json()
+    assert all(u["email"] != "x@example.com" for u in users)
