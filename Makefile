@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup system-deps immich-cli run test test-fast lint check-pil clean install install-files
+.PHONY: setup system-deps immich-cli run test test-reliability test-fast lint check-pil clean install install-files
 
 ## setup: Debian packages (as root) + the locked Python environment; leaves .venv/bin/filmroll
 setup: system-deps $(VENV)/.synced check-pil immich-cli
@@ -40,6 +40,10 @@ run: setup
 ## test: set up, then run the whole suite
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+## test-reliability: set up, then run only the slow `reliability` tests (many more examples and files)
+test-reliability: setup
+	$(VENV)/bin/python -m pytest -q -m reliability
 
 ## install: set up, then install the systemd unit, /etc/filmroll/config.toml (kept if present) and
 ## $(PREFIX)/bin/filmroll (a wrapper around .venv); DESTDIR=/some/root installs under another root

@@ -55,7 +55,10 @@ class ImmichRequest(TrioRequest):
             return {}
         if not (await self.get_data(cache=True)).strip():
             return {}  # `Content-Type: application/json` with an empty body: still "no body"
-        data = await super().get_json(force=force, silent=silent, cache=cache)
+        try:
+            data = await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError:  # quart_trio decodes the body before parsing: not UTF-8 is malformed JSON
+            raise BadRequest("JSON body is not UTF-8") from None
         try:  # JSON may escape lone surrogates ("\ud800"), which no UTF-8 (index, file name) can hold
             json.dumps(data, ensure_ascii=False).encode()
         except UnicodeEncodeError:

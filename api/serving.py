@@ -112,4 +112,6 @@ def content_disposition(name: str) -> str:
     """`attachment` with an ASCII fallback name and RFC 5987 `filename*` for anything else."""
     fallback = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
     fallback = "".join(c if c.isprintable() else "_" for c in fallback)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    # a name from disk that is not UTF-8 (surrogate escapes) shows U+FFFD, as `originalFileName` does
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(shown, safe='')}"

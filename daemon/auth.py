@@ -38,7 +38,9 @@ class AuthService:
     async def login(self, email: str, password: str, *, device_type: str = "", device_os: str = "") -> Login:
         """Check the password and open a session. Raises AuthenticationRequired('Incorrect email or password')."""
         with self.index.read() as txn:
-            user_id = txn.get(USER_BY_EMAIL, email_key(email or ""))
+            key = email_key(email or "")
+            # LMDB keys are 1-511 bytes: no account has an empty or longer email, and asking would raise
+            user_id = txn.get(USER_BY_EMAIL, key) if 0 < len(key) <= 511 else None
             user = None if user_id is None else txn.get(USERS, user_id)
         if user is not None and user.deleted_at is not None:
             user = None

@@ -86,7 +86,7 @@ def parse_sidecar(data: bytes, name: str) -> dict[str, str]:
         raise BadMedia(
             f"{name}: XMP sidecar refused ({type(refused).__name__}: entities are not allowed)"
         ) from None
-    except (ParseError, ValueError) as error:
+    except (ParseError, ValueError, LookupError) as error:  # LookupError: an unknown encoding="…" declared
         raise BadMedia(f"{name}: not a readable XMP sidecar ({error})") from None
     found: dict[str, str] = {}
     for rdf in _elements(document, f"{{{_RDF}}}RDF"):

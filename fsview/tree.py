@@ -175,7 +175,7 @@ def _truncate(raw: bytes, limit: int) -> bytes:
         cut = cut[:-1]
     if cut and cut[-1] >= 0xC0:  # a lead byte whose continuation was cut off
         cut = cut[:-1]
-    return cut
+    return cut or raw[:limit]  # nothing left: not UTF-8 (continuation bytes only), so a plain byte cut
 
 
 def safe_name(name: str | bytes) -> bytes:
