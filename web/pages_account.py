@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from quart import Response, after_this_request, request
+from quart import Response, request
 
+from api.routes.auth import set_session_cookies
 from daemon.credentials import hash_password_off_loop
 from daemon.errors import AuthenticationRequired, InvalidInput
 
@@ -20,31 +21,11 @@ from .common import (
     services,
 )
 
-COOKIE_MAX_AGE = 400 * 24 * 3600  # as the API's login
-
 
 async def _open_session(email: str, password: str) -> None:
     """Log in through the same service as `POST /api/auth/login`, and set the same cookies."""
     result = await services().auth.login(email, password, device_type=request.headers.get("User-Agent", ""))
-    secure = request.scheme == "https"
-
-    @after_this_request
-    async def set_cookies(response: Response) -> Response:
-        for name, value, http_only in (
-            (TOKEN_COOKIE, result.access_token, True),
-            ("immich_auth_type", "password", True),
-            ("immich_is_authenticated", "true", False),
-        ):
-            response.set_cookie(
-                name,
-                value,
-                max_age=COOKIE_MAX_AGE,
-                httponly=http_only,
-                samesite="Lax",
-                secure=secure,
-                path="/",
-            )
-        return response
+    set_session_cookies(result.access_token)
 
 
 @page("/auth/login", methods=("GET", "POST"), public=True)

@@ -78,12 +78,18 @@ async def login(data: LoginCredentials) -> tuple[LoginResponse, int]:
         shouldChangePassword=user.should_change_password,
         isOnboarded=True,
     )
+    set_session_cookies(result.access_token)
+    return body, 201
+
+
+def set_session_cookies(access_token: str) -> None:
+    """Immich's login cookies on this request's response (the API's login and the sign-in page both set them)."""
     secure = request.scheme == "https"
 
     @after_this_request
     async def set_cookies(response: Response) -> Response:
         for name, value, http_only in (
-            (TOKEN_COOKIE, result.access_token, True),
+            (TOKEN_COOKIE, access_token, True),
             ("immich_auth_type", "password", True),
             ("immich_is_authenticated", "true", False),
         ):
@@ -97,8 +103,6 @@ async def login(data: LoginCredentials) -> tuple[LoginResponse, int]:
                 path="/",
             )
         return response
-
-    return body, 201
 
 
 @blueprint.post("/api/auth/logout")

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from datetime import datetime
 from typing import Literal
 
@@ -15,6 +12,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 
 from daemon.asset_service import AssetDetails
 from daemon.search import MetadataQuery
+from daemon.uploads import parse_checksum
 
 from ..access import access, principal, services
 from ..validation import parse_uuid
@@ -81,25 +79,9 @@ class PeopleResponse(BaseModel):
     hasNextPage: bool = False
 
 
-_HEX_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
-
-
-def decode_checksum(text: str) -> bytes | None:
-    """A SHA-1 as 40 hex or 28 base64 characters (api-compat §2: both are used); None if it is neither."""
-    if _HEX_SHA1.fullmatch(text):
-        return bytes.fromhex(text)
-    if len(text) == 28:
-        try:
-            digest = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        return digest if len(digest) == 20 else None
-    return None
-
-
 def query_of(data: MetadataSearchRequest) -> MetadataQuery:
     album_ids = tuple(parse_ids(data.albumIds, "albumIds")) if data.albumIds else ()
-    checksum = decode_checksum(data.checksum) if data.checksum is not None else None
+    checksum = parse_checksum(data.checksum) if data.checksum is not None else None
     nothing = (
         bool(data.personIds)
         or bool(data.tagIds)
