@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import signal
@@ -36,27 +35,14 @@ sys.path.insert(0, str(HERE))
 
 from scan import build_tree  # noqa: E402  (bench/scan.py)
 
+from tests.e2e import live_daemon  # noqa: E402
+
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 2000 + b"\xff\xd9"
 
 
 def start_daemon(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "FILMROLL_LOG_FORMAT": "json", "FILMROLL_LOG_LEVEL": "warning",
-           "FILMROLL_LIBRARY__SCAN__ENABLED": "false"}  # fmt: skip
-    with open(log, "w") as stream:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0",
-             "--log-level", "info"],
-            cwd=ROOT, stderr=stream, stdout=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines():
-            entry = json.loads(line)
-            if entry["message"].startswith("listening on "):
-                return process, entry["url"]
-        time.sleep(0.05)
-    process.kill()
-    raise SystemExit(f"daemon did not start: {log.read_text()}")
+    """`filmroll serve` with watching on, through the tests' helper (JSON log, readiness from its log)."""
+    return live_daemon.start_daemon(data, log, FILMROLL_LIBRARY__WATCH__ENABLED="true")
 
 
 def latency(files: int, gap: float) -> list[float]:

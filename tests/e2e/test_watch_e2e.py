@@ -3,46 +3,21 @@ with no scan requested (libraries.md §11). An invalid cron expression stops the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 from PIL import Image
 
-FILMROLL = [sys.executable, "-m", "daemon.cli"]
+from tests.e2e.live_daemon import FILMROLL, start_daemon, wait_for
 
 
-def start(data_dir: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    with open(log, "w") as stream:  # a file, not a pipe: a chatty daemon can never block on its log
-        process = subprocess.Popen(
-            [*FILMROLL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
-            stderr=stream, stdout=subprocess.DEVNULL, env={**os.environ, "FILMROLL_LOG_FORMAT": "json", **env},
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        for line in log.read_text().splitlines():
-            entry = json.loads(line)
-            if entry["message"].startswith("listening on "):
-                return process, entry["url"]
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"daemon did not start: {log.read_text()}")
-
-
-def wait_for(check, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def start(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """The real daemon with watching on (the shared helper turns it off for tests that decide when scans run)."""
+    return start_daemon(data_dir, log, FILMROLL_LIBRARY__WATCH__ENABLED="true")
 
 
 def test_copy_rename_delete_under_a_running_daemon(tmp_path):
