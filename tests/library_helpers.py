@@ -88,19 +88,32 @@ class World:
 NOW = datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
-def upload_asset(services: Services, user: User, content: bytes, name: str) -> Asset:
-    """An upload-library asset with a real file under `<data>/upload/<user>/`, stored in the index as the upload
-    path stores it (checksum entry, quota usage), without media work queued."""
+def upload_asset(
+    services: Services,
+    user: User,
+    content: bytes,
+    name: str,
+    library_id: uuid.UUID | None = None,
+    *,
+    sidecar: bytes | None = None,
+) -> Asset:
+    """An upload-library asset with a real file under `<data>/upload/<user>/` (and, with `sidecar`, its `.xmp`),
+    stored in the index as the upload path stores it (checksum entry, quota usage), without media work queued.
+    Default library: the user's first upload library."""
     with services.index.read() as txn:
-        library = next(lib for lib in libraries.libraries_of(txn, user.id) if lib.type == "UPLOAD")
+        library_id = library_id or next(
+            lib.id for lib in libraries.libraries_of(txn, user.id) if lib.type == "UPLOAD"
+        )
     asset_id = uuid.uuid4()
     extension = os.path.splitext(name)[1]
     path = os.fsencode(legacy_upload_path(services.settings.data_dir, user.id, asset_id, extension))
     write(path, content)
-    asset = Asset(id=asset_id, owner_id=user.id, library_id=library.id, type="IMAGE", original_path=path,
+    if sidecar is not None:
+        write(path + b".xmp", sidecar)
+    asset = Asset(id=asset_id, owner_id=user.id, library_id=library_id, type="IMAGE", original_path=path,
                   file_size=len(content), file_mtime_ns=0, file_created_at=NOW, local_date_time=NOW,
                   created_at=NOW, updated_at=NOW, content_sha1=hashlib.sha1(content).digest(),
-                  original_file_name=name)  # fmt: skip
+                  original_file_name=name, sidecar_path=path + b".xmp" if sidecar is not None else None)  # fmt: skip
 
     def work(txn):
         asset_index.insert_many(txn, [asset])

@@ -3,21 +3,20 @@ daemon tier: library deletion deletes an upload library's originals and frees qu
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from datetime import UTC, datetime
 
-import msgspec
 import pytest
 import trio
 
-from daemon import asset_edits, libraries, trash
+from daemon import asset_edits, trash
 from daemon import assets as asset_index
 from daemon.errors import InvalidInput
 from daemon.index import ASSET_EDITS, EXIF, USERS
 from daemon.library_jobs import LibraryJobQueue
 from daemon.records import Asset, AssetEdits, ExifInfo
+from tests import library_helpers
 from tests.library_helpers import write
 
 NOW = datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -72,28 +71,10 @@ def test_edits_merge_and_overlay_only_what_was_set():
 
 
 def upload_asset(services, user, name: str, library_id: uuid.UUID | None = None) -> Asset:
-    content = name.encode() * 10
-    with services.index.read() as txn:
-        library_id = library_id or next(
-            lib.id for lib in libraries.libraries_of(txn, user.id) if lib.type == "UPLOAD"
-        )
-    path = os.path.join(services.settings.data_dir, "upload", str(user.id), name).encode()
-    write(path, content)
-    write(path + b".xmp", b"<xmp/>")
-    asset = Asset(id=uuid.uuid4(), owner_id=user.id, library_id=library_id, type="IMAGE", original_path=path,
-                  file_size=len(content), file_mtime_ns=0, file_created_at=NOW, local_date_time=NOW,
-                  created_at=NOW, updated_at=NOW, content_sha1=hashlib.sha1(content).digest(),
-                  sidecar_path=path + b".xmp")  # fmt: skip
-
-    def work(txn):
-        asset_index.insert_many(txn, [asset])
-        asset_index.add_checksum(txn, asset)
-        owner = txn.get(USERS, user.id.bytes)
-        txn.put(USERS, user.id.bytes, msgspec.structs.replace(
-            owner, quota_usage_in_bytes=owner.quota_usage_in_bytes + len(content)))  # fmt: skip
-
-    services.index.write(work)
-    return asset
+    """An upload with its `.xmp` sidecar (content derived from the name, so every one is distinct)."""
+    return library_helpers.upload_asset(
+        services, user, name.encode() * 10, name, library_id, sidecar=b"<xmp/>"
+    )
 
 
 def usage(services, user) -> int:
