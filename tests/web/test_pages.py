@@ -207,7 +207,9 @@ async def test_libraries_page_edits_scans_and_shows_the_timeline(daemon, admin, 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     page = await post("/rename", name="Christmas Trip")
     page = await post("/import-paths", add="/etc")
-    assert "is not in your external path" in page or "not contained" in page or "external path" in page
+    assert "Import path must be within the user&#39;s external path" in page  # refused, with Immich's reason
+    stored = daemon.services.libraries.get(user_principal(daemon, user), uuid.UUID(library_id))
+    assert "/etc" not in stored.import_paths
     page = await post("/import-paths", add=str(external / "missing"))
     assert "but it is not accessible" in page  # stored, with the reason it cannot be imported
     page = await post("/import-paths", remove=str(external / "missing"))
