@@ -153,6 +153,10 @@ async def test_a_destination_outside_the_users_folder_leaves_the_file_where_it_i
     await world.process_media()
     assert current(world.services, asset.id).original_path == asset.original_path
     assert os.path.exists(os.fsdecode(asset.original_path))
+    assert "would move outside" in caplog.text  # the job ran and refused, named in a warning
+    assert os.listdir(tmp_path / "2016") == ["2016-01-01"] and not os.path.exists(
+        "/f.jpg"
+    )  # nothing moved out
 
 
 @pytest.mark.parametrize("name", ["new\nline.jpg", "sp ace ü.jpg", "../../etc/passwd.jpg"])

@@ -99,7 +99,10 @@ async def test_hostile_sidecars_keep_their_assets_and_are_named_in_the_log(world
         assert asset.thumbnail_version == 1 and not asset.is_offline, name
         assert asset.local_date_time.year == 2021, name  # the embedded capture date, nothing from the sidecar
         assert f"{name}.jpg.xmp" in logged, f"no warning names {name}.jpg.xmp"
-    assert "root:x:0:0" not in logged  # /etc/passwd never read into anything
+    assert "root:x:0:0" not in logged  # /etc/passwd never read into anything: the log ...
+    with world.services.index.read() as txn:  # ... nor any stored metadata
+        for name in HOSTILE_SIDECARS:
+            assert "root:" not in repr(txn.get(EXIF, found[f"{name}.jpg"].id.bytes)), name
     assert found["after.jpg"].thumbnail_version == 1 and failures(world, found["after.jpg"]) == {}
 
 

@@ -162,7 +162,9 @@ def test_an_accepted_import_path_is_inside_the_external_path_by_inode(tree, dept
             assert not is_within(resolve(normalize_import_path(path)), resolve(tree["data"])), path
 
     depth.explore(body, 300, parts=hostile_parts, relative=st.booleans())
-    assert accepted, "the generator must reach accepted paths (about 10 in 300), or the property checks nothing"
+    assert accepted, (
+        "the generator must reach accepted paths (about 10 in 300), or the property checks nothing"
+    )
 
 
 def test_known_escapes_are_refused(tree):
