@@ -10,7 +10,6 @@ access`, the same answer as for an id that does not exist.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from .access import Principal
 from .asset_edits import AssetChanges
 from .derived import MIME_TYPES, DerivedFiles
 from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
-from .index import ASSET_EDITS, EXIF, LIBRARIES, Index, Txn
+from .index import ASSET_EDITS, EXIF, Index, Txn
 from .media_queue import locate
 from .media_types import mime_type
 from .originals import NotConfined, open_original
@@ -68,13 +67,9 @@ class AssetService:
         return asset
 
     def checksum(self, asset: Asset) -> bytes:
-        """SHA-1 as Immich reports it: of the content for uploads, of `path:` + path for external assets
-        (api-compat §7; their content hash, when known, is filmroll's own, for moves)."""
+        """Immich's `checksum` of the asset (`daemon.assets.immich_checksum`)."""
         with self.index.read() as txn:
-            library = txn.get(LIBRARIES, asset.library_id.bytes)
-        if library is not None and library.type == "UPLOAD" and asset.content_sha1 is not None:
-            return asset.content_sha1
-        return hashlib.sha1(b"path:" + asset.original_path, usedforsecurity=False).digest()
+            return asset_index.checksum_of(txn, asset)
 
     def details(self, principal: Principal, asset_id: uuid.UUID) -> AssetDetails:
         asset = self.get(principal, asset_id)

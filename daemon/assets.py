@@ -205,6 +205,20 @@ def _has_checksum_entry(txn: Txn, asset: Asset) -> bool:
     )
 
 
+def immich_checksum(asset: Asset, *, in_upload_library: bool) -> bytes:
+    """The SHA-1 Immich reports as `checksum`: of the content for uploads, of `path:` + path for external assets
+    (api-compat §7; an external asset's content hash, when known, is filmroll's own, for moves)."""
+    if in_upload_library and asset.content_sha1 is not None:
+        return asset.content_sha1
+    return hashlib.sha1(b"path:" + asset.original_path, usedforsecurity=False).digest()
+
+
+def checksum_of(txn: Txn, asset: Asset) -> bytes:
+    """`immich_checksum`, with the library's type read in `txn`."""
+    library = txn.get(LIBRARIES, asset.library_id.bytes)
+    return immich_checksum(asset, in_upload_library=library is not None and library.type == "UPLOAD")
+
+
 def file_name(asset: Asset) -> str:
     """`originalFileName`: the name an upload was sent with, else the original's own name (undecodable bytes
     shown as U+FFFD)."""

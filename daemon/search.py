@@ -12,7 +12,6 @@ as a string while more follow.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
 import uuid
@@ -115,13 +114,11 @@ class _AssetFilter:
         return query.checksum is None or self.checksum(asset) == query.checksum
 
     def checksum(self, asset: Asset) -> bytes:
-        """Immich's checksum: the content SHA-1 of uploads, SHA-1 of `path:` + path for external assets."""
+        """Immich's checksum (`daemon.assets.immich_checksum`), each library's type read once per search."""
         if asset.library_id not in self._uploads:
             library = self.txn.get(LIBRARIES, asset.library_id.bytes)
             self._uploads[asset.library_id] = library is not None and library.type == "UPLOAD"
-        if self._uploads[asset.library_id] and asset.content_sha1 is not None:
-            return asset.content_sha1
-        return hashlib.sha1(b"path:" + asset.original_path, usedforsecurity=False).digest()
+        return asset_index.immich_checksum(asset, in_upload_library=self._uploads[asset.library_id])
 
 
 def _text(path: bytes) -> str:

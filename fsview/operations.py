@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
+from daemon import assets as asset_index
 from daemon.media_queue import locate
 from daemon.metrics import FUSE_ERRORS, FUSE_OPERATIONS
 from daemon.originals import open_original
@@ -265,9 +266,10 @@ class Operations(pyfuse3.Operations):
     def _xattrs(self, node: Node) -> dict[bytes, bytes]:
         if isinstance(node, File):
             values = {XATTR_ID: str(node.asset_id).encode()}
-            asset = self.tree.asset(node)
-            if asset is not None and asset.content_sha1 is not None:
-                values[XATTR_CHECKSUM] = base64.b64encode(asset.content_sha1)
+            with self.tree.index.read() as txn:  # the API's `checksum`, so the two always agree
+                asset = asset_index.get(txn, node.asset_id)
+                if asset is not None:
+                    values[XATTR_CHECKSUM] = base64.b64encode(asset_index.checksum_of(txn, asset))
             return values
         if node.kind in (ALBUM, LIBRARY):
             return {XATTR_ID: str(uuid.UUID(bytes=node.ident[:16])).encode()}

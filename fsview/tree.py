@@ -421,10 +421,6 @@ class Tree:
             return ROOT_MODE
         return USER_FOLDER_MODE if node.kind == USER else FOLDER_MODE
 
-    def asset(self, node: File) -> Asset | None:
-        with self.index.read() as txn:
-            return asset_index.get(txn, node.asset_id)
-
     # -- freshness -----------------------------------------------------------------------------------------
 
     def refresh(self, *, force: bool = False) -> Invalidations:
