@@ -40,10 +40,9 @@ def put(txn: Txn, album: Album) -> None:
 
 def delete(txn: Txn, album: Album) -> None:
     """Drop the album and its memberships; the assets stay."""
-    for asset_id in list(member_ids(txn, album.id)):
-        txn.delete(ASSET_ALBUMS, asset_id.bytes + album.id.bytes)
     for key, _ in list(txn.items(ALBUM_ASSETS, album.id.bytes)):
         txn.delete(ALBUM_ASSETS, key)
+        txn.delete(ASSET_ALBUMS, key[16:32] + album.id.bytes)
     txn.delete(ALBUM_BY_OWNER, album.owner_id.bytes + album.id.bytes)
     txn.delete(ALBUMS, album.id.bytes)
 
@@ -52,10 +51,6 @@ def member_ids(txn: Txn, album_id: uuid.UUID) -> Iterator[uuid.UUID]:
     """The album's asset ids, in id order."""
     for key, _ in txn.items(ALBUM_ASSETS, album_id.bytes):
         yield uuid.UUID(bytes=key[16:32])
-
-
-def member_count(txn: Txn, album_id: uuid.UUID) -> int:
-    return sum(1 for _ in txn.items(ALBUM_ASSETS, album_id.bytes))
 
 
 def contains(txn: Txn, album_id: uuid.UUID, asset_id: uuid.UUID) -> bool:

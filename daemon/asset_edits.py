@@ -111,6 +111,14 @@ def _offset_minutes(text: str | None) -> int | None:
     return -total if text[0] == "-" else total
 
 
+def visibility_of(visibility: str | None, is_archived: bool | None) -> str | None:
+    """Immich's visibility from a request: `visibility` when given, else the legacy `isArchived` (true: archive,
+    false: timeline), else None (not said)."""
+    if visibility is not None or is_archived is None:
+        return visibility
+    return "archive" if is_archived else "timeline"
+
+
 def zone_name(offset_minutes: int | None) -> str | None:
     """330 -> `UTC+5:30`, -420 -> `UTC-7`, 0 -> `UTC` (the names metadata extraction gives fixed offsets)."""
     if offset_minutes is None:

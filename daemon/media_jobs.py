@@ -9,9 +9,9 @@ failures, worker processes) is `daemon/media_queue.py`.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import trio
 
@@ -275,15 +275,8 @@ class VideoJobs(_OneByOne):
             if not stored:  # removed while transcoding
                 await trio.to_thread.run_sync(remove_all, self.derived.root, [asset.id])
             elif not transcoded:  # the policy no longer wants one (§4.3): the original plays
-                await trio.to_thread.run_sync(_unlink_quietly, output)
+                await trio.to_thread.run_sync(functools.partial(Path(output).unlink, missing_ok=True))
         return None
-
-
-def _unlink_quietly(path: os.PathLike[str]) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 @dataclass

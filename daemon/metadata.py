@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import exiftool, xmp
+from .asset_edits import DATE_FIELDS, MAX_OFFSET_MINUTES, zone_name
 from .errors import BadMedia
 from .originals import open_original
 from .records import ExifInfo
@@ -33,13 +34,9 @@ _DATE = re.compile(
     re.ASCII | re.IGNORECASE,
 )
 _OFFSET = re.compile(r"([+-])(\d\d):?(\d\d)", re.ASCII)
-_MAX_OFFSET_MINUTES = 14 * 60
 
 Fields = dict[str, Any]
 LocalTime = tuple[datetime, int | None]  # naive wall-clock time, its UTC offset in minutes when known
-
-
-_DATE_FIELDS = ("date_time_original", "time_zone", "local_date_time")
 
 
 def read_metadata(
@@ -111,9 +108,9 @@ def _override(embedded: Fields, sidecar: Fields) -> Fields:
         field: sidecar[field] if sidecar[field] is not None else value for field, value in embedded.items()
     }
     if sidecar["date_time_original"] is None:
-        merged.update({field: embedded[field] for field in _DATE_FIELDS})
+        merged.update({field: embedded[field] for field in DATE_FIELDS})
     else:
-        merged.update({field: sidecar[field] for field in _DATE_FIELDS})
+        merged.update({field: sidecar[field] for field in DATE_FIELDS})
     return merged
 
 
@@ -130,7 +127,7 @@ def map_tags(tags: dict[str, Any], *, quicktime: bool, video: bool) -> Fields:
     projection = _text(tags.get("ProjectionType"))
     return {
         "date_time_original": _instant(capture),
-        "time_zone": None if capture is None else _zone_name(capture[1]),
+        "time_zone": None if capture is None else zone_name(capture[1]),
         "local_date_time": None if capture is None else capture[0],
         "modify_date": _instant(modified),
         "latitude": latitude,
@@ -215,7 +212,7 @@ def _offset(text: str | None) -> int | None:
     if match is None or int(match[3]) >= 60:
         return None
     minutes = int(match[2]) * 60 + int(match[3])
-    return None if minutes > _MAX_OFFSET_MINUTES else (-minutes if match[1] == "-" else minutes)
+    return None if minutes > MAX_OFFSET_MINUTES else (-minutes if match[1] == "-" else minutes)
 
 
 def _instant(local: LocalTime | None) -> datetime | None:
@@ -227,16 +224,6 @@ def _instant(local: LocalTime | None) -> datetime | None:
         return (wall - timedelta(minutes=offset or 0)).replace(tzinfo=UTC)
     except OverflowError:
         return None
-
-
-def _zone_name(offset: int | None) -> str | None:
-    """330 → "UTC+5:30", -420 → "UTC-7", 0 → "UTC" (Immich's fixed-offset zone names)."""
-    if offset is None:
-        return None
-    if offset == 0:
-        return "UTC"
-    hours, minutes = divmod(abs(offset), 60)
-    return f"UTC{'-' if offset < 0 else '+'}{hours}" + (f":{minutes:02d}" if minutes else "")
 
 
 def _position(tags: dict[str, Any]) -> tuple[float | None, float | None]:

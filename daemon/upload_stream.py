@@ -15,6 +15,7 @@ answered cleanly (a duplicate stays a duplicate even on a full disk). Whoever cr
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -155,7 +156,7 @@ class IncomingFile:
             self._close()
             if self.path is not None and not self._taken:
                 path, self.path = self.path, None
-                await trio.to_thread.run_sync(_unlink_quietly, path)
+                await trio.to_thread.run_sync(functools.partial(Path(path).unlink, missing_ok=True))
 
     # -- internals ------------------------------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class IncomingFile:
         self._close()
         if self.path is not None:
             path, self.path = self.path, None
-            await trio.to_thread.run_sync(_unlink_quietly, path)
+            await trio.to_thread.run_sync(functools.partial(Path(path).unlink, missing_ok=True))
 
     def _close(self) -> None:
         if self._descriptor is not None:
@@ -222,13 +223,6 @@ def _write_and_hash(descriptor: int | None, data: bytes, digest: hashlib._Hash) 
     while view:
         written = os.write(descriptor, view)
         view = view[written:]
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def sweep_incoming(folder: Path, *, older_than: float = STALE_INCOMING_SECONDS) -> int:

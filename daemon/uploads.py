@@ -42,6 +42,7 @@ import trio
 from . import assets as asset_index
 from . import job_queue
 from .access import Principal
+from .asset_edits import visibility_of
 from .errors import FilmrollError, InvalidInput, NotFoundOrNoAccess, QuotaExceeded
 from .ids import new_id
 from .index import LIBRARIES, USERS, Index, Txn
@@ -182,8 +183,7 @@ def parse_form(fields: dict[str, str], *, has_asset_data: bool) -> UploadForm:
     if problems:
         raise InvalidInput(problems)
     assert created is not None and modified is not None
-    if visibility is None:
-        visibility = "archive" if is_archived else "timeline"
+    visibility = visibility_of(visibility, is_archived) or "timeline"
     override = safe_file_name(fields["filename"]) if fields.get("filename") else ""
     return UploadForm(
         file_created_at=created.astimezone(UTC),

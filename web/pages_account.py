@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from quart import Response, request
 
-from api.routes.auth import set_session_cookies
+from api.routes.auth import clear_session_cookies, set_session_cookies
 from daemon.credentials import hash_password_off_loop
 from daemon.errors import AuthenticationRequired, InvalidInput
 
 from .common import (
-    TOKEN_COOKIE,
     flash,
     me,
     message_text,
@@ -79,8 +78,7 @@ async def register() -> Response:
 async def logout() -> Response:
     services().auth.logout(me())
     response = see_other("/auth/login")
-    for name in (TOKEN_COOKIE, "immich_auth_type", "immich_is_authenticated"):
-        response.delete_cookie(name, path="/")
+    clear_session_cookies(response)
     return response
 
 

@@ -53,7 +53,7 @@ async def _rows() -> list[LibraryRow]:
         rows.append(
             LibraryRow(
                 library=library,
-                asset_count=services().libraries.asset_count(library),
+                asset_count=stats.total,  # the same set as `assetCount` (§13.1): not trashed, offline included
                 photos=stats.photos,
                 videos=stats.videos,
                 usage=stats.usage,
@@ -72,8 +72,8 @@ async def libraries_page() -> Response:
         title="Libraries",
         rows=await _rows(),
         scan_modes={key: title for key, (_, title) in SCAN_MODES.items()},
-        status=_status(),
-        active=bool(_status()["now"] or _status()["waiting"]),
+        status=(status := _status()),
+        active=bool(status["now"] or status["waiting"]),
         external_path=me().user.external_path,
     )
 

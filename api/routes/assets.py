@@ -245,9 +245,7 @@ def asset_changes(data: UpdateAssetRequest) -> AssetChanges:
         edits["description"] = data.description
     if "rating" in given:
         edits["rating"] = asset_edits.normalize_rating(data.rating)
-    visibility = data.visibility
-    if visibility is None and data.isArchived is not None:
-        visibility = "archive" if data.isArchived else "timeline"
+    visibility = asset_edits.visibility_of(data.visibility, data.isArchived)
     shift = zone = None
     if (
         isinstance(data, BulkUpdateAssetsRequest) and "date_time_original" not in edits
@@ -279,9 +277,7 @@ async def run_asset_jobs(data: AssetJobsRequest) -> tuple[str, int]:
 @validate_querystring(StatisticsQuery)
 @validate_response(AssetStatisticsResponse)
 async def asset_statistics(query_args: StatisticsQuery) -> AssetStatisticsResponse:
-    visibility = query_args.visibility
-    if visibility is None and query_args.isArchived is not None:
-        visibility = "archive" if query_args.isArchived else "timeline"
+    visibility = asset_edits.visibility_of(query_args.visibility, query_args.isArchived)
     found = services().timeline.statistics(
         principal(), is_favorite=query_args.isFavorite, is_trashed=query_args.isTrashed, visibility=visibility
     )

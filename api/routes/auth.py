@@ -82,6 +82,15 @@ async def login(data: LoginCredentials) -> tuple[LoginResponse, int]:
     return body, 201
 
 
+SESSION_COOKIES = (TOKEN_COOKIE, "immich_auth_type", "immich_is_authenticated")
+
+
+def clear_session_cookies(response: Response) -> None:
+    """Forget the login cookies `set_session_cookies` sets (API logout and the sign-out page)."""
+    for name in SESSION_COOKIES:
+        response.delete_cookie(name, path="/")
+
+
 def set_session_cookies(access_token: str) -> None:
     """Immich's login cookies on this request's response (the API's login and the sign-in page both set them)."""
     secure = request.scheme == "https"
@@ -113,8 +122,7 @@ async def logout() -> LogoutResponse:
 
     @after_this_request
     async def clear_cookies(response: Response) -> Response:
-        for name in (TOKEN_COOKIE, "immich_auth_type", "immich_is_authenticated"):
-            response.delete_cookie(name, path="/")
+        clear_session_cookies(response)
         return response
 
     return LogoutResponse(successful=True, redirectUri="/auth/login?autoLaunch=0")
