@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -69,22 +70,24 @@ def sidecar_fingerprint(path: bytes | None, mtime_ns: int | None) -> int:
     return int.from_bytes(digest, "big") or 1
 
 
+_COMPARED = struct.Struct(">QQQ")  # size, biased mtime, sidecar fingerprint: bytes 16-40 of a path entry
+_PATH_ENTRY = struct.Struct(">16sQQQB")  # id + the compared fields + flags (`PathEntry`)
+
+
 def compared_fields(
     size: int, mtime_ns: int, sidecar_path: bytes | None, sidecar_mtime_ns: int | None
 ) -> bytes:
     """Bytes 16-40 of a path entry: what a rescan compares with the file it finds."""
-    return (
-        size.to_bytes(8, "big")
-        + (mtime_ns + _MTIME_OFFSET).to_bytes(8, "big")
-        + sidecar_fingerprint(sidecar_path, sidecar_mtime_ns).to_bytes(8, "big")
-    )
+    return _COMPARED.pack(size, mtime_ns + _MTIME_OFFSET, sidecar_fingerprint(sidecar_path, sidecar_mtime_ns))
 
 
 def path_entry(asset: Asset, asset_key: bytes | None = None) -> bytes:
-    return (
-        (asset_key or asset.id.bytes)
-        + compared_fields(asset.file_size, asset.file_mtime_ns, asset.sidecar_path, asset.sidecar_mtime_ns)
-        + bytes([_OFFLINE if asset.is_offline else 0])
+    return _PATH_ENTRY.pack(
+        asset_key or asset.id.bytes,
+        asset.file_size,
+        asset.file_mtime_ns + _MTIME_OFFSET,
+        sidecar_fingerprint(asset.sidecar_path, asset.sidecar_mtime_ns),
+        _OFFLINE if asset.is_offline else 0,
     )
 
 
@@ -142,11 +145,16 @@ def _micros(value: datetime) -> int:
     return int(value.timestamp()) * 1_000_000 + value.microsecond
 
 
-def timeline_key(asset: Asset) -> bytes:
-    return (
-        asset.owner_id.bytes
-        + (_micros(asset.local_date_time) + _TIME_OFFSET).to_bytes(8, "big")
-        + asset.id.bytes
+_TIMELINE_KEY = struct.Struct(">16sQ16s")  # owner, biased local capture time in µs, asset id
+_TIMELINE_VALUE = struct.Struct(">BBQ")  # flags, visibility code, file size
+
+
+def timeline_key(asset: Asset, owner_key: bytes | None = None, asset_key: bytes | None = None) -> bytes:
+    """(`owner_key`/`asset_key`: the raw ids, when the caller has them: bulk inserts skip the UUID conversions.)"""
+    return _TIMELINE_KEY.pack(
+        owner_key or asset.owner_id.bytes,
+        _micros(asset.local_date_time) + _TIME_OFFSET,
+        asset_key or asset.id.bytes,
     )
 
 
@@ -157,7 +165,7 @@ def timeline_entry(asset: Asset) -> bytes:
         | (_TRASHED if asset.trashed_at is not None else 0)
         | (_OFFLINE_FLAG if asset.is_offline else 0)
     )
-    return bytes([flags, _VISIBILITY_CODES[asset.visibility]]) + asset.file_size.to_bytes(8, "big")
+    return _TIMELINE_VALUE.pack(flags, _VISIBILITY_CODES[asset.visibility], asset.file_size)
 
 
 def timeline_file_size(value: bytes) -> int:
@@ -225,8 +233,12 @@ def file_name(asset: Asset) -> str:
     return asset.original_file_name or os.path.basename(asset.original_path).decode("utf-8", "replace")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def mtime_datetime(mtime_ns: int) -> datetime:
-    return datetime.fromtimestamp(mtime_ns / 1e9, UTC)
+    """The moment of an mtime, to the microsecond below it (exact integer arithmetic, no float rounding)."""
+    return _EPOCH + timedelta(microseconds=mtime_ns // 1000)
 
 
 def get(txn: Txn, asset_id: uuid.UUID) -> Asset | None:
@@ -238,16 +250,24 @@ def get_by_key(txn: Txn, key: bytes) -> Asset | None:
     return txn.get(ASSETS, key)
 
 
-def insert_many(txn: Txn, new: list[Asset]) -> list[bytes]:
-    """Store new, online assets (a scan's new files), one bulk put per table. Returns their raw ids."""
-    keys = [asset.id.bytes for asset in new]
+def insert_many(txn: Txn, new: list[Asset], keys: list[bytes] | None = None) -> list[bytes]:
+    """Store new, online assets (a scan's new files), one bulk put per table. `keys`: their raw ids, if the caller
+    has them (else taken from the records). Returns the raw ids."""
+    if keys is None:
+        keys = [asset.id.bytes for asset in new]
     txn.put_many(ASSETS, list(zip(keys, new, strict=True)))
-    txn.put_many(TIMELINE, [(timeline_key(a), timeline_entry(a)) for a in new])
-    library_keys: dict[uuid.UUID, bytes] = {}
-    txn.put_many(ASSET_BY_PATH, [
-        (library_keys.setdefault(a.library_id, a.library_id.bytes) + a.original_path, path_entry(a, key))
-        for key, a in zip(keys, new, strict=True)
-    ])  # fmt: skip
+    timeline, paths = [], []
+    owner = library = None
+    for key, asset in zip(keys, new, strict=True):
+        if asset.owner_id is not owner:  # a batch is usually one library's: convert its ids once
+            owner, owner_key = asset.owner_id, asset.owner_id.bytes
+        if asset.library_id is not library:
+            library, library_key = asset.library_id, asset.library_id.bytes
+        timeline.append((timeline_key(asset, owner_key, key), timeline_entry(asset)))
+        paths.append((library_key + asset.original_path, path_entry(asset, key)))
+    timeline.sort()  # capture times are not in path order: sorted, the bulk put walks the B-tree once
+    txn.put_many(TIMELINE, timeline)
+    txn.put_many(ASSET_BY_PATH, paths)
     return keys
 
 

@@ -121,6 +121,23 @@ def _show(path: bytes) -> str:
     return os.fsdecode(path)
 
 
+def _grouped(entries: list[tuple]) -> list[tuple | list[tuple]]:
+    """A sorted listing as the walk takes it: each sub-folder entry as it is, each run of consecutive files as
+    one list."""
+    grouped: list[tuple | list[tuple]] = []
+    run: list[tuple] | None = None
+    for entry in entries:
+        if entry[1]:
+            grouped.append(entry)
+            run = None
+        elif run is None:
+            run = [entry]
+            grouped.append(run)
+        else:
+            run.append(entry)
+    return grouped
+
+
 class Crawler:
     """Crawls `roots` (valid, lexically normalised, absolute import paths) for one library.
 
@@ -140,6 +157,7 @@ class Crawler:
         exclusions: ExclusionMatcher,
         report: CrawlReport | None = None,
         known: Callable[[bytes], bool] | None = None,
+        known_run: Callable[[bytes, list[bytes]], bool] | None = None,
     ):
         self.external_path = resolve(external_path)
         self.data_dir = resolve(data_dir)
@@ -148,6 +166,9 @@ class Crawler:
         # `known(path)` True: the caller already has this file and needs no `stat` (size and mtime come as -1).
         # It is asked in crawl order, which lets the caller answer by walking its index in step.
         self.known = known
+        # `known_run(folder + b"/", names)` True: the caller has all of a folder's consecutive files (sorted names)
+        # already, and nothing between them: the whole run is skipped, no file `stat`ed or yielded.
+        self.known_run = known_run
         # A root below another root is reached through the outer one (nothing is crawled twice, order stays sorted).
         ordered = sorted(set(roots), key=lambda root: root.rstrip(b"/") + b"/")
         self.roots: list[bytes] = []
@@ -232,7 +253,7 @@ class Crawler:
                 yield start
                 while stack:
                     path, descriptor, entries, restricted = stack[-1]
-                    entry = next((entry for entry in entries if entry[1]), None)  # the next sub-folder
+                    entry = next((item for item in entries if isinstance(item, tuple)), None)  # next sub-folder
                     if entry is None:
                         os.close(descriptor)
                         stack.pop()
@@ -322,28 +343,38 @@ class Crawler:
 
         Each open folder keeps its descriptor; its files are `stat`ed and its sub-folders opened relative to it.
         In a `restricted` folder (a hidden folder entered only on the way to an import path) nothing but the way
-        on is taken."""
+        on is taken. A folder's listing comes as sub-folder entries and runs of consecutive files (`_grouped`)."""
         stack = [opened]
         try:
             while stack:
-                folder, descriptor, entries, restricted = stack[-1]
-                entry = next(entries, None)
-                if entry is None:
+                folder, descriptor, items, restricted = stack[-1]
+                item = next(items, None)
+                if item is None:
                     os.close(descriptor)
                     stack.pop()
-                    continue
-                key, is_dir, is_link, is_video, sidecars = entry
-                if is_dir:
-                    child = self._descend(folder, descriptor, key[:-1], is_link, restricted)
+                elif isinstance(item, tuple):  # a sub-folder
+                    child = self._descend(folder, descriptor, item[0][:-1], item[2], restricted)
                     if child is not None:
                         stack.append(child)
-                elif not restricted:
-                    found = self._file(folder, descriptor, key, is_link, is_video, sidecars)
-                    if found is not None:
-                        yield found
+                elif not restricted and not (self.known_run is not None and self._all_known(folder, item)):
+                    for name, _, is_link, is_video, sidecars in item:
+                        found = self._file(folder, descriptor, name, is_link, is_video, sidecars)
+                        if found is not None:
+                            yield found
         finally:
             for _, descriptor, _, _ in stack:
                 os.close(descriptor)
+
+    def _all_known(self, folder: bytes, run: list[tuple]) -> bool:
+        """Whether the caller already has every file of this run (`known_run`), so none needs a look. Only plain
+        runs qualify: no link, no over-long path, nothing excluded; any other run is looked at file by file."""
+        names = [entry[0] for entry in run if not entry[2]]
+        if len(names) < len(run) or len(folder) + 1 + max(map(len, names)) > MAX_PATH_BYTES:
+            return False
+        base = folder + b"/"
+        if self.exclusions and any(self.exclusions.excludes_file(base + name, name) for name in names):
+            return False
+        return self.known_run(base, names)
 
     def _descend(self, parent: bytes, parent_descriptor: int, name: bytes, is_link: bool, restricted: bool):
         path = parent + b"/" + name
@@ -377,7 +408,7 @@ class Crawler:
             self.report.warn(f"Skipping unreadable folder {_show(folder)}: {os_error_text(error)}")
             self.report.skipped["unreadable folder"] += 1
             return None
-        return folder, descriptor, iter(self._entries(folder, entries, restricted)), restricted
+        return folder, descriptor, iter(_grouped(self._entries(folder, entries, restricted))), restricted
 
     def _admit(self, folder: bytes, descriptor: int) -> bool:
         """Proven by its descriptor: not visited (links, loops), and allowed (`_refusal`). Records it as visited."""

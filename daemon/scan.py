@@ -33,7 +33,7 @@ import trio
 from . import assets, derived, job_queue
 from .crawl import CrawlReport, FoundFile, ScopeEntry
 from .errors import FilmrollError, InvalidInput
-from .ids import new_ids
+from .ids import as_uuids, new_raw_ids
 from .index import ASSET_BY_PATH, LIBRARIES, OFFLINE_BY_SIGNATURE, Index, Txn
 from .originals import content_sha1
 from .paths import import_path_problem, normalize_import_path
@@ -295,11 +295,12 @@ class LibraryScan:
             if library is None or library.deleted_at is not None:
                 raise LibraryGone(f"Library {self.library.id} was deleted during its scan")
             now = utc_now()
+            keys = new_raw_ids(len(plan.new))
             created = [  # the library as stored now: a user transfer may have changed its owner mid-scan
                 new_external_asset(library, found, now, asset_id)
-                for found, asset_id in zip(plan.new, new_ids(len(plan.new)), strict=True)
+                for found, asset_id in zip(plan.new, as_uuids(keys), strict=True)
             ]
-            job_queue.enqueue_new_many(txn, created, assets.insert_many(txn, created), now)
+            job_queue.enqueue_new_many(txn, created, assets.insert_many(txn, created, keys), now)
             went_offline = []
             for asset_id in plan.offline:
                 asset = assets.get_by_key(txn, asset_id)

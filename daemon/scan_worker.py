@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import queue
 import struct
@@ -36,6 +37,7 @@ from .index import ASSET_BY_PATH, OFFLINE_BY_SIGNATURE, Index, Txn
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), missing from Python 3.11's fcntl module
 READ_BATCH = 2000  # files per read transaction
 FRAME_DECISIONS = 5000  # decisions per plan frame
+PROGRESS_FILES = READ_BATCH * 5  # a plan frame at least this often, for the progress bar
 _LENGTH = struct.Struct(">I")
 
 
@@ -126,10 +128,7 @@ class Merger:
         """Advance to `key`: every online key passed on the way is offline. Returns `key`'s value, if any."""
         if self._current is not None and self._current[0] == key:
             return self._current[1]
-        if self._txn is None or self._reads >= READ_BATCH:
-            self.close()
-            self._reads = 0
-            self._open()
+        self._renew_if_due()
         self._reads += 1
         cursor, prefix, offline = self._cursor, self.prefix, self.plan.offline
         valid = self._valid
@@ -157,7 +156,41 @@ class Merger:
         self._current = (key, found)
         return found
 
+    def _renew_if_due(self) -> None:
+        if self._txn is None or self._reads >= READ_BATCH:
+            self.close()
+            self._reads = 0
+            self._open()
+
     # -- decisions --------------------------------------------------------------------------------------------
+
+    def known_run(self, base: bytes, names: list[bytes]) -> bool:
+        """In the default mode: are these files (a folder's consecutive files, `base` + sorted `names`) exactly
+        the next index keys, all online? Then they are unchanged, decided at once with one comparison of key
+        lists; otherwise nothing moves, and the crawl looks at each file (`known`, `add`)."""
+        self._renew_if_due()
+        cursor, prefix = self._cursor, self.prefix + base
+        first = prefix + names[0]
+        if not self._valid or cursor.key() != first:
+            return False
+        keys = [prefix + name for name in names]
+        window = list(itertools.islice(cursor.iternext(keys=True, values=self._any_offline), len(keys)))
+        if self._any_offline:
+            same = [key for key, value in window if not value[40] & 1] == keys
+        else:
+            same = window == keys
+        if not same:
+            self._valid = cursor.set_range(first)  # back where it was: the file-by-file path decides
+            return False
+        self._valid = cursor.next()  # past the run's last key (the iterator stopped on it)
+        self.after, self._inclusive, self._current = keys[-1], False, None
+        self._reads += len(keys)
+        plan = self.plan
+        plan.crawled += len(keys)
+        plan.unchanged += len(keys)
+        if plan.crawled >= PROGRESS_FILES:
+            self.on_full()
+        return True
 
     def known(self, path: bytes) -> bool:
         """In the default mode: is this path an online asset already (so the crawl need not `stat` it)?"""
@@ -210,38 +243,45 @@ class Merger:
 
 
 def run(request: ScanRequest, emit) -> None:
-    report = CrawlReport()
+    """The worker's job: open the index read-only, crawl and merge, emit the frames."""
     with Index(request.index_path, readonly=True) as index:
-        merger = Merger(index, request.library_id, request.mode)
-        crawler = Crawler(
-            request.roots,
-            external_path=request.external_path,
-            data_dir=request.data_dir,
-            exclusions=ExclusionMatcher(request.exclusion_patterns),
-            report=report,
-            known=merger.known if request.mode == "new" else None,
-        )
-        merger.on_full = lambda: emit(merger.take())
+        crawl_and_merge(index, request, emit)
 
-        def flushing(files: Iterator[FoundFile]) -> Iterator[FoundFile]:
-            """`files`, sending the plan to the daemon whenever it is full."""
-            for found in files:
-                yield found
-                if len(merger.plan) >= FRAME_DECISIONS or merger.plan.crawled >= READ_BATCH * 5:
-                    emit(merger.take())
 
-        try:
-            if request.scope is None:
-                for found in flushing(crawler.files()):
-                    merger.add(found)
-                merger.finish()
-            else:
-                for lo, hi, files in crawler.scoped(request.scope):
-                    merger.merge_range(lo, hi, flushing(files))
-                merger.close()
-            emit(merger.take())
-        finally:
+def crawl_and_merge(index: Index, request: ScanRequest, emit) -> None:
+    """Every frame of one scan, read against `index`: plans, then the report and `Done`."""
+    report = CrawlReport()
+    merger = Merger(index, request.library_id, request.mode)
+    crawler = Crawler(
+        request.roots,
+        external_path=request.external_path,
+        data_dir=request.data_dir,
+        exclusions=ExclusionMatcher(request.exclusion_patterns),
+        report=report,
+        known=merger.known if request.mode == "new" else None,
+        known_run=merger.known_run if request.mode == "new" else None,
+    )
+    merger.on_full = lambda: emit(merger.take())
+
+    def flushing(files: Iterator[FoundFile]) -> Iterator[FoundFile]:
+        """`files`, sending the plan to the daemon whenever it is full."""
+        for found in files:
+            yield found
+            if len(merger.plan) >= FRAME_DECISIONS or merger.plan.crawled >= PROGRESS_FILES:
+                emit(merger.take())
+
+    try:
+        if request.scope is None:
+            for found in flushing(crawler.files()):
+                merger.add(found)
+            merger.finish()
+        else:
+            for lo, hi, files in crawler.scoped(request.scope):
+                merger.merge_range(lo, hi, flushing(files))
             merger.close()
+        emit(merger.take())
+    finally:
+        merger.close()
     emit(Report(dict(report.skipped), report.warnings, report.warning_count, report.folders))
     emit(Done())
 

@@ -1,7 +1,7 @@
 import time
 import uuid
 
-from daemon.ids import new_id, new_ids
+from daemon.ids import new_id, new_ids, new_raw_ids
 
 
 def is_v4_format(value: uuid.UUID) -> bool:
@@ -29,3 +29,9 @@ def test_later_ids_sort_after_earlier_ones():
     first = new_ids(10)
     time.sleep(0.002)
     assert new_id().bytes > max(value.bytes for value in first)
+
+
+def test_raw_ids_are_the_bytes_of_version_4_ids():
+    raw = new_raw_ids(2000)
+    assert all(len(value) == 16 for value in raw) and raw == sorted(raw) and len(set(raw)) == 2000
+    assert all(is_v4_format(uuid.UUID(bytes=value)) for value in raw)

@@ -1,0 +1,101 @@
+"""The default-mode rescan decides a folder's run of consecutive files at once when it matches the index exactly
+(`Merger.known_run`), and falls back to file-by-file decisions otherwise. These tests run the scan worker's `run`
+in-process, counting which runs took the fast path, and check every decision against a full scan's."""
+
+import os
+
+from daemon import scan_worker
+from daemon.scan import ScanMode
+from tests.library_helpers import write
+
+
+def request(world, library, mode="new"):
+    return scan_worker.ScanRequest(
+        index_path=str(world.services.index.path), library_id=library.id.bytes, mode=mode,
+        roots=[os.fsencode(p) for p in library.import_paths], external_path=os.fsencode(world.external),
+        data_dir=os.fsencode(world.data_dir), exclusion_patterns=list(library.exclusion_patterns),
+    )  # fmt: skip
+
+
+def run_worker(world, library, monkeypatch):
+    """(merged plan, runs decided at once, runs looked at file by file) of an in-process worker run."""
+    outcomes = []
+    real = scan_worker.Merger.known_run
+
+    def spy(self, base, names):
+        outcomes.append(real(self, base, names))
+        return outcomes[-1]
+
+    monkeypatch.setattr(scan_worker.Merger, "known_run", spy)
+    frames = []
+    scan_worker.crawl_and_merge(world.services.index, request(world, library), frames.append)
+    plans = [frame for frame in frames if isinstance(frame, scan_worker.Plan)]
+    merged = scan_worker.Plan(
+        crawled=sum(p.crawled for p in plans), unchanged=sum(p.unchanged for p in plans),
+        new=[f for p in plans for f in p.new], offline=[o for p in plans for o in p.offline],
+        restore=[r for p in plans for r in p.restore],
+    )  # fmt: skip
+    return merged, outcomes.count(True), outcomes.count(False)
+
+
+def tree(root):
+    """Two folders; `b` has files before and after a sub-folder, so its listing holds two runs."""
+    for i in range(20):
+        write(root / "a" / f"{i:02d}.jpg")
+    for name in ["b1.jpg", "b2.jpg", "c/x.jpg", "c/y.jpg", "d1.jpg", "d2.jpg"]:
+        write(root / "b" / name)
+
+
+async def test_unchanged_runs_are_decided_at_once(world, monkeypatch):
+    root = world.external / "p"
+    tree(root)
+    library = world.library(root)
+    await world.scan(library)
+    plan, fast, slow = run_worker(world, library, monkeypatch)
+    assert (plan.crawled, plan.unchanged, plan.new, plan.offline) == (26, 26, [], [])
+    assert (fast, slow) == (4, 0)  # a, b's two runs, c
+
+
+async def test_a_changed_run_falls_back_and_decides_each_file(world, monkeypatch):
+    root = world.external / "p"
+    tree(root)
+    library = world.library(root)
+    await world.scan(library)
+    ids = {p: a.id for p, a in world.assets(library).items()}
+    os.remove(root / "a" / "07.jpg")  # a key between the run's files: offline
+    write(root / "b" / "b15.jpg")  # a new file inside b's first run
+    os.remove(root / "b" / "d2.jpg")  # the last key of b's second run
+    plan, fast, slow = run_worker(world, library, monkeypatch)
+    assert plan.crawled == 25 and plan.unchanged == 24
+    assert [f.path for f in plan.new] == [os.fsencode(root / "b" / "b15.jpg")]
+    gone = {ids[os.fsencode(root / "a" / "07.jpg")].bytes, ids[os.fsencode(root / "b" / "d2.jpg")].bytes}
+    assert set(plan.offline) == gone
+    assert (fast, slow) == (2, 2)  # c, and b's [d1] (d2, the key after it, goes offline on the way on)
+    summary = await world.scan(library)  # and the real scan agrees, its index checked
+    assert (summary.new, summary.offline, summary.unchanged) == (1, 2, 24)
+
+
+async def test_an_offline_file_in_a_run_is_restored(world, monkeypatch):
+    root = world.external / "p"
+    tree(root)
+    library = world.library(root)
+    await world.scan(library)
+    os.rename(root / "a" / "03.jpg", world.external / "aside.jpg")
+    assert (await world.scan(library)).offline == 1
+    os.rename(world.external / "aside.jpg", root / "a" / "03.jpg")
+    plan, fast, slow = run_worker(world, library, monkeypatch)
+    assert len(plan.restore) == 1 and plan.unchanged == 25
+    assert (fast, slow) == (3, 1)  # run a holds an offline key: looked at file by file
+    assert (await world.scan(library)).restored == 1
+
+
+async def test_links_and_exclusions_keep_a_run_on_the_file_by_file_path(world, monkeypatch):
+    root = world.external / "p"
+    tree(root)
+    os.symlink(root / "a" / "00.jpg", root / "b" / "b3.jpg")  # a link inside the external path: imported
+    library = world.library(root, exclusions=["**/d1.jpg"])
+    await world.scan(library)
+    plan, fast, slow = run_worker(world, library, monkeypatch)
+    assert plan.unchanged == plan.crawled == 26 and not plan.new and not plan.offline
+    assert (fast, slow) == (2, 0)  # a and c; b's runs hold a link and an excluded file, so never ask
+    assert (await world.scan(library, ScanMode.NEW)).unchanged == 26
