@@ -33,6 +33,7 @@ from .index import (
     ASSETS,
     EXIF,
     LIBRARIES,
+    LIBRARY_TALLIES,
     OFFLINE_BY_SIGNATURE,
     TIMELINE,
     Txn,
@@ -185,6 +186,66 @@ def timeline_of(txn: Txn, owner_id: uuid.UUID) -> Iterator[TimelineEntry]:
         yield TimelineEntry.decode(key, value)
 
 
+@dataclass(frozen=True, slots=True)
+class LibraryTally:
+    """A library's assets that are not trashed (offline ones included): what `assetCount` and the library
+    statistics report, kept up to date by every change here instead of counted by walking the library."""
+
+    photos: int = 0
+    videos: int = 0
+    usage: int = 0
+
+    @property
+    def assets(self) -> int:
+        return self.photos + self.videos
+
+
+_TALLY = struct.Struct(">QQQ")
+
+
+def _counted(asset: Asset) -> tuple[uuid.UUID, bool, int] | None:
+    """What an asset adds to its library's tally: (library, is a video, bytes), or None while trashed."""
+    return None if asset.trashed_at is not None else (asset.library_id, asset.type == "VIDEO", asset.file_size)
+
+
+def tally_of(txn: Txn, library_id: uuid.UUID) -> LibraryTally:
+    raw = txn.get(LIBRARY_TALLIES, library_id.bytes)
+    return LibraryTally() if raw is None else LibraryTally(*_TALLY.unpack(raw))
+
+
+def _add_tally(txn: Txn, library_id: uuid.UUID, photos: int, videos: int, usage: int) -> None:
+    now = tally_of(txn, library_id)
+    photos, videos, usage = now.photos + photos, now.videos + videos, now.usage + usage
+    if photos or videos or usage:
+        txn.put(LIBRARY_TALLIES, library_id.bytes, _TALLY.pack(photos, videos, usage))
+    else:
+        txn.delete(LIBRARY_TALLIES, library_id.bytes)
+
+
+def add_to_tallies(txn: Txn, added: list[Asset]) -> None:
+    """Count new assets in their libraries' tallies: one update per library."""
+    deltas: dict[uuid.UUID, list[int]] = {}
+    for asset in added:
+        counted = _counted(asset)
+        if counted is not None:
+            library_id, is_video, size = counted
+            delta = deltas.get(library_id) or deltas.setdefault(library_id, [0, 0, 0])
+            delta[1 if is_video else 0] += 1
+            delta[2] += size
+    for library_id, (photos, videos, usage) in deltas.items():
+        _add_tally(txn, library_id, photos, videos, usage)
+
+
+def _retally(txn: Txn, before: Asset | None, after: Asset | None) -> None:
+    old, new = (None if before is None else _counted(before)), (None if after is None else _counted(after))
+    if old == new:
+        return
+    if old is not None:
+        _add_tally(txn, old[0], -(not old[1]), -old[1], -old[2])
+    if new is not None:
+        _add_tally(txn, new[0], int(not new[1]), int(new[1]), new[2])
+
+
 def checksum_key(owner_id: uuid.UUID, sha1: bytes) -> bytes:
     return owner_id.bytes + sha1
 
@@ -268,6 +329,7 @@ def insert_many(txn: Txn, new: list[Asset], keys: list[bytes] | None = None) -> 
     timeline.sort()  # capture times are not in path order: sorted, the bulk put walks the B-tree once
     txn.put_many(TIMELINE, timeline)
     txn.put_many(ASSET_BY_PATH, paths)
+    add_to_tallies(txn, new)
     return keys
 
 
@@ -291,6 +353,7 @@ def update(txn: Txn, before: Asset, **changes: object) -> Asset:
         txn.delete(OFFLINE_BY_SIGNATURE, signature_key(before))
     if after.is_offline:
         txn.put(OFFLINE_BY_SIGNATURE, signature_key(after), b"")
+    _retally(txn, before, after)
     txn.put(ASSETS, after.id.bytes, after)
     return after
 
@@ -303,6 +366,7 @@ def remove(txn: Txn, asset: Asset) -> None:
         txn.delete(ASSET_BY_CHECKSUM, checksum_key(asset.owner_id, asset.content_sha1 or b""))
     txn.delete(TIMELINE, timeline_key(asset))
     album_index.forget_asset(txn, asset.id)
+    _retally(txn, asset, None)
     txn.delete(ASSETS, asset.id.bytes)
     txn.delete(EXIF, asset.id.bytes)
     txn.delete(ASSET_EDITS, asset.id.bytes)

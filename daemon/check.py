@@ -8,7 +8,7 @@ scenario that writes.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 import msgspec
@@ -29,6 +29,7 @@ from .index import (
     EXIF,
     JOB_FAILURES,
     LIBRARIES,
+    LIBRARY_TALLIES,
     META,
     OFFLINE_BY_SIGNATURE,
     SESSIONS,
@@ -39,6 +40,7 @@ from .index import (
     Table,
     Txn,
 )
+from .records import Asset
 from .users import email_key
 
 
@@ -87,6 +89,7 @@ def check_index(index: Index) -> list[str]:
         album_by_owner = {key for key, _ in txn.raw_items(ALBUM_BY_OWNER)}
         album_assets = {key for key, _ in txn.raw_items(ALBUM_ASSETS)}
         asset_albums = {key for key, _ in txn.raw_items(ASSET_ALBUMS)}
+        tallies = {key: asset_index.tally_of(txn, uuid.UUID(bytes=key)) for key, _ in txn.raw_items(LIBRARY_TALLIES)}
 
     for table, entries in (
         (USERS, users),
@@ -153,7 +156,26 @@ def check_index(index: Index) -> list[str]:
     _check_assets(assets, libraries, by_path, offline_signatures, per_asset, problems)
     _check_owner_indexes(assets, libraries, timeline, by_checksum, problems)
     _check_albums(users, assets, albums, album_by_owner, album_assets, asset_albums, problems)
+    _check_tallies(assets, tallies, problems)
     return problems
+
+
+def _check_tallies(assets, tallies, problems: list[str]) -> None:
+    """Each library's tally equals a count of its assets (none for a library without counted assets)."""
+    with_assets: dict[uuid.UUID, list[Asset]] = defaultdict(list)
+    for asset in assets.values():
+        with_assets[asset.library_id].append(asset)
+    expected: dict[bytes, asset_index.LibraryTally] = {}
+    for library_id, members in with_assets.items():
+        counted = [a for a in members if a.trashed_at is None]
+        if counted:
+            videos = sum(a.type == "VIDEO" for a in counted)
+            expected[library_id.bytes] = asset_index.LibraryTally(
+                photos=len(counted) - videos, videos=videos, usage=sum(a.file_size for a in counted))
+    for key in expected.keys() | tallies.keys():
+        if expected.get(key) != tallies.get(key):
+            problems.append(f"library_tallies[{_uuid(key)}]: {tallies.get(key)}, but its assets count "
+                            f"{expected.get(key)}")  # fmt: skip
 
 
 def _check_owner_indexes(assets, libraries, timeline, by_checksum, problems: list[str]) -> None:

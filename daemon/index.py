@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import lmdb
 import msgspec
 
-from .errors import IndexUnusable
+from .errors import IndexUnusable, StorageFull
 from .records import (
     Album,
     ApiKey,
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 V = TypeVar("V")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 INITIAL_MAP_SIZE = 256 * 1024 * 1024
 _ENCODER = msgspec.msgpack.Encoder(uuid_format="bytes")
 
@@ -97,6 +97,9 @@ ASSET_BY_CHECKSUM: Table[bytes] = Table(
 TIMELINE: Table[bytes] = Table(
     "timeline"
 )  # owner id + local capture time + asset id -> flags (`daemon.assets.TimelineEntry`): every asset by owner
+LIBRARY_TALLIES: Table[bytes] = Table(
+    "library_tallies"
+)  # library id -> photos, videos, bytes of its assets not trashed (`daemon.assets.LibraryTally`)
 ALBUMS = Table("albums", Album)  # album id -> Album
 ALBUM_BY_OWNER: Table[bytes] = Table("album_by_owner")  # owner id + album id -> b""
 ALBUM_ASSETS: Table[bytes] = Table("album_assets")  # album id + asset id -> added-at (8 bytes, µs)
@@ -122,6 +125,7 @@ TABLES: tuple[Table[Any], ...] = (
     ASSET_EDITS,
     ASSET_BY_CHECKSUM,
     TIMELINE,
+    LIBRARY_TALLIES,
     ALBUMS,
     ALBUM_BY_OWNER,
     ALBUM_ASSETS,
@@ -155,7 +159,15 @@ def _albums_and_uploads(txn: Txn) -> None:
         txn.put(TIMELINE, timeline_key(asset), timeline_entry(asset))
 
 
-MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline, 2: _albums_and_uploads}
+def _library_tallies(txn: Txn) -> None:
+    """3 -> 4: per-library tallies appeared, so asset counts and statistics no longer walk a library's assets.
+    Fill them from the assets."""
+    from .assets import add_to_tallies
+
+    add_to_tallies(txn, [asset for _, asset in txn.items(ASSETS)])
+
+
+MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline, 2: _albums_and_uploads, 3: _library_tallies}
 
 
 class Txn:
@@ -304,7 +316,7 @@ class Index:
         """Run `work(txn)` in one write transaction and commit; return its result.
 
         If the map fills up, the map is grown and `work` runs again from the start. An exception from `work`
-        aborts the transaction and propagates.
+        aborts the transaction and propagates. Raises StorageFull when the filesystem has no room for the commit.
         """
         if self.readonly:
             raise IndexUnusable("The index was opened read-only")
@@ -321,6 +333,11 @@ class Index:
             except lmdb.MapFullError:
                 raw.abort()
                 self._grow()
+            except lmdb.DiskError as error:  # ENOSPC: the filesystem is full, nothing was committed
+                raw.abort()
+                raise StorageFull(
+                    f"Not enough free space to write the index at {self.path} (No space left on device)"
+                ) from error
             except BaseException:
                 raw.abort()
                 raise

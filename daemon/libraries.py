@@ -21,7 +21,7 @@ from .access import Principal
 from .errors import InvalidInput, NotFoundOrNoAccess
 from .exclusions import ExclusionMatcher
 from .ids import new_id
-from .index import ASSET_BY_PATH, LIBRARIES, USERS, Index, Txn
+from .index import LIBRARIES, USERS, Index, Txn
 from .paths import NO_EXTERNAL_PATH_MESSAGE, NUL_MESSAGE, import_path_problem, not_absolute_message
 from .records import Library, User
 from .scan import NO_EXTERNAL_PATH, ScanMode
@@ -170,28 +170,15 @@ class LibraryService:
         return sorted(found, key=lambda library: library.created_at)
 
     def asset_count(self, library: Library) -> int:
-        """Assets not trashed, offline ones included (§2.11)."""
+        """Assets not trashed, offline ones included (§2.11): the library's tally, no walk."""
         with self.index.read() as txn:
-            if library.type == "EXTERNAL":  # external assets are never trashed (§14.9): count the path index
-                return sum(1 for _ in txn.items(ASSET_BY_PATH, library.id.bytes))
-            return sum(
-                1
-                for _, entry in asset_index.of_library(txn, library.id)
-                if (asset := asset_index.get(txn, entry.asset_id)) is not None and asset.trashed_at is None
-            )
+            return asset_index.tally_of(txn, library.id).assets
 
     def statistics(self, principal: Principal, library_id: uuid.UUID) -> LibraryStatistics:
         library = self.get(principal, library_id, "library.read")
-        photos = videos = usage = 0
         with self.index.read() as txn:
-            for _, entry in asset_index.of_library(txn, library.id):
-                asset = asset_index.get(txn, entry.asset_id)
-                if asset is None or asset.trashed_at is not None:
-                    continue
-                photos += asset.type == "IMAGE"
-                videos += asset.type == "VIDEO"
-                usage += asset.file_size
-        return LibraryStatistics(photos=photos, videos=videos, usage=usage)
+            tally = asset_index.tally_of(txn, library.id)
+        return LibraryStatistics(photos=tally.photos, videos=tally.videos, usage=tally.usage)
 
     def owner_of(self, library: Library) -> User:
         with self.index.read() as txn:

@@ -237,3 +237,53 @@ def test_asset_updates_keep_timeline_and_checksum_entries_in_step(tmp_path):
         index.write(lambda txn: asset_index.remove(txn, moved))
         with index.read() as txn:
             assert txn.count(TIMELINE) == 0 and txn.count(ASSET_BY_CHECKSUM) == 0
+
+
+def test_library_tallies_follow_every_change_and_the_migration_builds_them(tmp_path):
+    import uuid
+    from datetime import UTC, datetime
+
+    from daemon import assets as asset_index
+    from daemon.check import check_index
+    from daemon.index import LIBRARIES, LIBRARY_TALLIES, MIGRATIONS
+    from daemon.records import Asset, Library
+
+    now = datetime(2020, 5, 6, tzinfo=UTC)
+    owner = uuid.uuid4()
+    one, two = (Library(id=uuid.uuid4(), owner_id=owner, type="UPLOAD", name=n, created_at=now, updated_at=now)
+                for n in ("one", "two"))  # fmt: skip
+
+    def asset(name: bytes, kind: str, size: int) -> Asset:
+        return Asset(id=uuid.uuid4(), owner_id=owner, library_id=one.id, type=kind, original_path=name,
+                     file_size=size, file_mtime_ns=0, file_created_at=now, local_date_time=now, created_at=now,
+                     updated_at=now)  # fmt: skip
+
+    photo, video, other = asset(b"/a.jpg", "IMAGE", 10), asset(b"/b.mp4", "VIDEO", 200), asset(b"/c.jpg", "IMAGE", 3)
+    with Index(tmp_path / "index") as index:
+
+        def tally(library):
+            with index.read() as txn:
+                t = asset_index.tally_of(txn, library.id)
+            assert [p for p in check_index(index) if "library_tallies" in p] == []  # (no users here)
+            return (t.photos, t.videos, t.usage)
+
+        index.write(lambda txn: [txn.put(LIBRARIES, lib.id.bytes, lib) for lib in (one, two)])
+        index.write(lambda txn: asset_index.insert_many(txn, [photo, video, other]))
+        assert tally(one) == (2, 1, 213) and tally(two) == (0, 0, 0)
+        photo = index.write(lambda txn: asset_index.update(txn, photo, trashed_at=now))  # trashed: not counted
+        assert tally(one) == (1, 1, 203)
+        video = index.write(lambda txn: asset_index.update(txn, video, is_offline=True, file_size=250))
+        assert tally(one) == (1, 1, 253)  # offline still counts (§2.11)
+        other = index.write(lambda txn: asset_index.update(txn, other, library_id=two.id))
+        assert tally(one) == (0, 1, 250) and tally(two) == (1, 0, 3)
+        index.write(lambda txn: [asset_index.remove(txn, a) for a in (photo, video, other)])
+        assert tally(one) == tally(two) == (0, 0, 0)
+        with index.read() as txn:
+            assert txn.count(LIBRARY_TALLIES) == 0  # an empty tally is no entry
+
+        index.write(lambda txn: asset_index.insert_many(txn, [asset(b"/d.jpg", "IMAGE", 7)]))
+        index.write(lambda txn: [txn.delete(LIBRARY_TALLIES, key) for key, _ in list(txn.raw_items(LIBRARY_TALLIES))])
+        # ^ as a version-3 index: no tallies yet
+        assert any("library_tallies" in problem for problem in check_index(index))
+        index.write(MIGRATIONS[3])
+        assert tally(one) == (1, 0, 7)
