@@ -31,7 +31,7 @@ import trio_parallel
 from . import assets as asset_index
 from . import job_queue
 from .config import JobSettings
-from .errors import BadMedia, InvalidInput
+from .errors import BadMedia, InvalidInput, StorageFull
 from .index import ASSETS, LIBRARIES, USERS, Index, Txn
 from .logs import setup_logging
 from .originals import NotConfined
@@ -288,7 +288,12 @@ class MediaQueue:
 
     async def _run_group(self, workers: Workers, group: Group, slots: trio.Semaphore) -> None:
         try:
-            self._record(group, await self._attempt(workers, group))
+            outcomes = await self._attempt(workers, group)
+            try:
+                self._record(group, outcomes)
+            except StorageFull as error:  # no room even to note the failure: the jobs stay pending, paced
+                log.warning("queue %s: %s; %d job(s) stay pending", self.name, error.message, len(group))
+                await trio.sleep(max(1.0, self.jobs.retry_delay))
         finally:
             self._in_flight.difference_update(asset_id for asset_id, _ in group)
             slots.release()
@@ -304,6 +309,8 @@ class MediaQueue:
                     outcomes.update(await self._attempt(workers, [member]))
                 return outcomes
             return {asset_id: failure_of(error) for asset_id, _ in group}
+        except StorageFull as error:  # the result could not be stored: a plain failure, retried later
+            return {asset_id: Failure(str(error.message), final=False) for asset_id, _ in group}
         except Exception as error:  # a bug in a handler must not stop the queue: record it, carry on
             log.exception("queue %s: job failed unexpectedly", self.name)
             return {asset_id: Failure(f"internal error: {error!r}", final=False) for asset_id, _ in group}

@@ -333,7 +333,13 @@ def _write_outputs(
             temporary = f"{destination}.tmp-{os.getpid()}"
             os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
             written.append((temporary, destination))
-            _encode(encoded[destination], output, picture.icc_profile, temporary)
+            try:
+                _encode(encoded[destination], output, picture.icc_profile, temporary)
+            except OSError as error:
+                if error.errno is None or error.filename is not None:
+                    raise
+                # a write failed (a full disk): name the file we could not write, not the original we read
+                raise OSError(error.errno, error.strerror, destination) from error
         thumbhash = _thumbhash(encoded[preview_path])
         for temporary, destination in written:
             os.replace(temporary, destination)
