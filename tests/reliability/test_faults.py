@@ -294,8 +294,8 @@ def test_a_full_data_directory_answers_507_fails_scans_clearly_and_loses_nothing
             album = client.post("/api/albums", json={"albumName": "kept", "assetIds": [
                 str(asset_id) for asset_id, _ in before.values()]}).json()  # fmt: skip
         later = make_tree(external / "photos" / "later", 300)  # never decoded: media work waits below
-        # Media work is done, and waits from here on: a media job whose failure cannot be recorded in a full index
-        # takes the daemon down (MediaQueue._record; see the issue 10 report), which is not what this test is about.
+        # Media work is done, and waits from here on: this test is about the index and uploads (media jobs on a
+        # full disk: test_media_jobs_on_a_full_data_directory_stay_pending_and_the_daemon_stays_up).
         for asset_id, _ in before.values():
             live.wait_for_thumbnail(str(asset_id), timeout=60)
         pause_media(live)
