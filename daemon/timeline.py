@@ -215,6 +215,9 @@ def parse_time_bucket(text: str) -> tuple[int, int]:
 
 
 def month_start(year: int, month: int) -> int:
+    """µs of the month's first moment; for the month after December 9999 (past `datetime`), just after its end."""
+    if year > 9999:
+        return micros(datetime.max.replace(tzinfo=UTC)) + 1
     return micros(datetime(year, month, 1, tzinfo=UTC))
 
 

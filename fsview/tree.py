@@ -56,6 +56,7 @@ from daemon import assets as asset_index
 from daemon.index import ALBUM_ASSETS, ASSET_BY_PATH, LIBRARIES, TIMELINE, USERS, Index, Table, Txn
 from daemon.libraries import libraries_of
 from daemon.records import Asset, Library, User
+from daemon.timeline import month_start, next_month
 
 log = logging.getLogger(__name__)
 
@@ -296,25 +297,9 @@ class Ownership:
         return self.uid, self.gid
 
 
-def _micros_of(moment: datetime) -> int:
-    """µs since the epoch of a naive local time (as the timeline stores it)."""
-    delta = moment.replace(tzinfo=None) - datetime(1970, 1, 1)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _year_month(local_micros: int) -> tuple[int, int]:
     moment = datetime(1970, 1, 1) + timedelta(microseconds=local_micros)
     return moment.year, moment.month
-
-
-def _month_start(year: int, month: int) -> int:
-    if year > 9999:
-        return 1 << 62
-    return _micros_of(datetime(year, month, 1))
-
-
-def _next_month(year: int, month: int) -> tuple[int, int]:
-    return (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def _ns(moment: datetime) -> int:
@@ -589,23 +574,23 @@ class Tree:
         while (found := self._first_visible(txn, owner, start)) is not None:
             year = found[0]
             entries[b"%04d" % year] = make_folder(YEAR, owner, year.to_bytes(2, "big"), self.mounted_ns)
-            start = _month_start(year + 1, 1)
+            start = month_start(year + 1, 1)
         return entries
 
     def _months(self, txn: Txn, owner: uuid.UUID, year: int) -> dict[bytes, Node]:
         entries: dict[bytes, Node] = {}
-        start, end = _month_start(year, 1), _month_start(year + 1, 1)
+        start, end = month_start(year, 1), month_start(year + 1, 1)
         while start < end and (found := self._first_visible(txn, owner, start)) is not None:
             found_year, month = found
             if found_year != year:
                 break
             ident = year.to_bytes(2, "big") + bytes([month])
             entries[b"%02d" % month] = make_folder(MONTH, owner, ident, self.mounted_ns)
-            start = _month_start(*_next_month(year, month))
+            start = month_start(*next_month(year, month))
         return entries
 
     def _month(self, txn: Txn, owner: uuid.UUID, year: int, month: int) -> dict[bytes, Node]:
-        start, end = _month_start(year, month), _month_start(*_next_month(year, month))
+        start, end = month_start(year, month), month_start(*next_month(year, month))
         shown = [
             entry.asset_id for entry in self._timeline_walk(txn, owner, start, end) if _in_timeline(entry)
         ]

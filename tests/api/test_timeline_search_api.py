@@ -95,6 +95,14 @@ async def test_buckets_by_local_month_with_filters(daemon, admin, user, library)
         assert reply.status_code == 400 and reply.json()["message"] == "Not found or no album.read access"
 
 
+async def test_the_last_and_the_impossible_months(user, library):
+    reply = await user.client.get("/api/timeline/bucket", params={"timeBucket": "9999-12-01"})
+    assert reply.status_code == 200 and reply.json()["id"] == []  # its end lies past datetime's range
+    for text in ("10000-01-01", "2024-13-01", "0000-01-01", "2024-1"):
+        reply = await user.client.get("/api/timeline/bucket", params={"timeBucket": text})
+        assert reply.status_code == 400, text
+
+
 async def test_a_bucket_is_column_arrays_ordered_by_file_created_at(daemon, user, library):
     reply = await user.client.get("/api/timeline/bucket", params={"timeBucket": "2024-03-01"})
     assert reply.status_code == 200, reply.text
