@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from . import album_index, job_queue
+from .crawl import FoundFile
+from .ids import as_uuids, new_raw_ids
 from .index import (
     ASSET_BY_CHECKSUM,
     ASSET_BY_PATH,
@@ -38,7 +40,7 @@ from .index import (
     TIMELINE,
     Txn,
 )
-from .records import Asset
+from .records import Asset, Library
 
 _MTIME_OFFSET = 1 << 63  # mtimes may be negative; keys must sort as unsigned bytes
 _OFFLINE = 1
@@ -83,13 +85,15 @@ def compared_fields(
 
 
 def path_entry(asset: Asset, asset_key: bytes | None = None) -> bytes:
-    return _PATH_ENTRY.pack(
-        asset_key or asset.id.bytes,
-        asset.file_size,
-        asset.file_mtime_ns + _MTIME_OFFSET,
-        sidecar_fingerprint(asset.sidecar_path, asset.sidecar_mtime_ns),
-        _OFFLINE if asset.is_offline else 0,
-    )
+    return _path_value(asset_key or asset.id.bytes, asset.file_size, asset.file_mtime_ns, asset.sidecar_path,
+                       asset.sidecar_mtime_ns, asset.is_offline)  # fmt: skip
+
+
+def _path_value(
+    key: bytes, size: int, mtime_ns: int, sidecar_path: bytes | None, sidecar_mtime_ns: int | None, offline: bool
+) -> bytes:
+    fingerprint = sidecar_fingerprint(sidecar_path, sidecar_mtime_ns)
+    return _PATH_ENTRY.pack(key, size, mtime_ns + _MTIME_OFFSET, fingerprint, _OFFLINE if offline else 0)
 
 
 def path_key(library_id: uuid.UUID, path: bytes) -> bytes:
@@ -167,6 +171,12 @@ def timeline_entry(asset: Asset) -> bytes:
         | (_OFFLINE_FLAG if asset.is_offline else 0)
     )
     return _TIMELINE_VALUE.pack(flags, _VISIBILITY_CODES[asset.visibility], asset.file_size)
+
+
+def _mtime_micros(mtime_ns: int) -> int:
+    """`_micros(mtime_datetime(mtime_ns))`, the local capture time of a new external asset, without the datetime
+    (they differ only before 1970, where `_micros` truncates toward zero: that case takes the long way)."""
+    return mtime_ns // 1000 if mtime_ns >= 0 else _micros(mtime_datetime(mtime_ns))
 
 
 def timeline_file_size(value: bytes) -> int:
@@ -300,6 +310,50 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def mtime_datetime(mtime_ns: int) -> datetime:
     """The moment of an mtime, to the microsecond below it (exact integer arithmetic, no float rounding)."""
     return _EPOCH + timedelta(microseconds=mtime_ns // 1000)
+
+
+def new_external_asset(
+    library_id: uuid.UUID, owner_id: uuid.UUID, found: FoundFile, now: datetime, asset_id: uuid.UUID
+) -> Asset:
+    """A crawled file's new asset (§4.11): times from the mtime until metadata extraction replaces them."""
+    taken = mtime_datetime(found.mtime_ns)
+    return Asset(id=asset_id, owner_id=owner_id, library_id=library_id, type="VIDEO" if found.is_video else "IMAGE",
+                 original_path=found.path, file_size=found.size, file_mtime_ns=found.mtime_ns,
+                 sidecar_path=found.sidecar_path, sidecar_mtime_ns=found.sidecar_mtime_ns, file_created_at=taken,
+                 local_date_time=taken, created_at=now, updated_at=now)  # fmt: skip
+
+
+def encode_new_external(
+    library_id: uuid.UUID, owner_id: uuid.UUID, found: list[FoundFile], now: datetime
+) -> tuple[list[bytes], list[bytes]]:
+    """New assets for crawled files, ready for `insert_new_external`: (raw ids, encoded records). A scan worker
+    builds them, so the daemon's write transaction only stores bytes."""
+    keys = new_raw_ids(len(found))
+    encode = ASSETS.encode
+    records = [encode(new_external_asset(library_id, owner_id, one, now, asset_id))
+               for one, asset_id in zip(found, as_uuids(keys), strict=True)]  # fmt: skip
+    return keys, records
+
+
+def insert_new_external(
+    txn: Txn, library: Library, found: list[FoundFile], keys: list[bytes], records: list[bytes]
+) -> None:
+    """`insert_many` for the records `encode_new_external` made for `library` (as stored now, with the same
+    owner): the timeline and path entries come straight from the crawled files' fields."""
+    txn.put_many(ASSETS, list(zip(keys, records, strict=True)), encoded=True)
+    owner_key, library_key, visible = library.owner_id.bytes, library.id.bytes, _VISIBILITY_CODES["timeline"]
+    txn.put_many(TIMELINE, sorted([
+        (_TIMELINE_KEY.pack(owner_key, _mtime_micros(one.mtime_ns) + _TIME_OFFSET, key),
+         _TIMELINE_VALUE.pack(_VIDEO if one.is_video else 0, visible, one.size))
+        for one, key in zip(found, keys, strict=True)
+    ]))  # fmt: skip
+    txn.put_many(ASSET_BY_PATH, [
+        (library_key + one.path,
+         _path_value(key, one.size, one.mtime_ns, one.sidecar_path, one.sidecar_mtime_ns, False))
+        for one, key in zip(found, keys, strict=True)
+    ])  # fmt: skip
+    videos = sum(1 for one in found if one.is_video)
+    _add_tally(txn, library.id, len(found) - videos, videos, sum(one.size for one in found))
 
 
 def get(txn: Txn, asset_id: uuid.UUID) -> Asset | None:

@@ -185,11 +185,15 @@ class Txn:
         """Store `value`; with `overwrite=False`, keep an existing value and return False."""
         return self.raw.put(key, table.encode(value), db=self._dbs[table.name], overwrite=overwrite)
 
-    def put_many(self, table: Table[V], items: list[tuple[bytes, V]]) -> None:
-        """Store many entries in one C-level loop (LMDB `putmulti`): for bulk imports."""
-        encode = _ENCODER.encode if table.record_type is not None else bytes
+    def put_many(self, table: Table[V], items: list[tuple[bytes, V]] | list[tuple[bytes, bytes]], *,
+                 encoded: bool = False) -> None:  # fmt: skip
+        """Store many entries in one C-level loop (LMDB `putmulti`): for bulk imports. `encoded`: the values are
+        already `table.encode`d (by a scan worker)."""
         with self.raw.cursor(db=self._dbs[table.name]) as cursor:
-            cursor.putmulti([(key, encode(value)) for key, value in items])
+            if encoded or table.record_type is None:
+                cursor.putmulti(items)
+            else:
+                cursor.putmulti([(key, _ENCODER.encode(value)) for key, value in items])
 
     def put_same(self, table: Table[V], keys: list[bytes], value: V) -> None:
         """Store one value under many keys (encoded once), in one C-level loop: for bulk imports."""

@@ -72,15 +72,15 @@ def enqueue_missing(txn: Txn, asset: Asset, now: datetime) -> None:
         enqueue(txn, VIDEO, asset.id, now)
 
 
-def enqueue_new_many(txn: Txn, created: list[Asset], asset_keys: list[bytes], now: datetime) -> None:
-    """Work for assets created in this transaction (with their raw 16-byte ids): metadata and thumbnails for
-    all, the transcode decision for videos. Nothing can be pending for them yet, so these are blind bulk puts."""
+def enqueue_new_many(txn: Txn, asset_keys: list[bytes], video_keys: list[bytes], now: datetime) -> None:
+    """Work for assets created in this transaction (their raw 16-byte ids; `video_keys` those of the videos among
+    them): metadata and thumbnails for all, the transcode decision for videos. Nothing can be pending for them
+    yet, so these are blind bulk puts."""
     job = PendingJob(queued_at=now)
     txn.put_same(PENDING_METADATA, asset_keys, job)
     txn.put_same(PENDING_THUMBNAILS, asset_keys, job)
-    videos = [key for key, asset in zip(asset_keys, created, strict=True) if asset.type == "VIDEO"]
-    if videos:
-        txn.put_same(PENDING_VIDEO, videos, job)
+    if video_keys:
+        txn.put_same(PENDING_VIDEO, video_keys, job)
 
 
 def enqueue_new_or_changed(txn: Txn, asset: Asset, now: datetime, *, force: bool = False) -> None:

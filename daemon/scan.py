@@ -110,6 +110,8 @@ class _Plan:
     """Decisions waiting for one write transaction. Asset ids are raw 16-byte keys."""
 
     new: list[FoundFile] = field(default_factory=list)
+    new_ids: list[bytes] = field(default_factory=list)  # with new_records: the worker built the new assets
+    new_records: list[bytes] = field(default_factory=list)
     offline: list[bytes] = field(default_factory=list)
     restore: list[tuple[bytes, FoundFile, bool]] = field(default_factory=list)
     refresh: list[tuple[bytes, FoundFile]] = field(default_factory=list)
@@ -134,26 +136,6 @@ def file_changes(found: FoundFile) -> dict[str, object]:
         "sidecar_path": found.sidecar_path,
         "sidecar_mtime_ns": found.sidecar_mtime_ns,
     }
-
-
-def new_external_asset(library: Library, found: FoundFile, now, asset_id: uuid.UUID) -> Asset:
-    """§4.11: times from the mtime until metadata extraction replaces them."""
-    taken = assets.mtime_datetime(found.mtime_ns)
-    return Asset(
-        id=asset_id,
-        owner_id=library.owner_id,
-        library_id=library.id,
-        type="VIDEO" if found.is_video else "IMAGE",
-        original_path=found.path,
-        file_size=found.size,
-        file_mtime_ns=found.mtime_ns,
-        sidecar_path=found.sidecar_path,
-        sidecar_mtime_ns=found.sidecar_mtime_ns,
-        file_created_at=taken,
-        local_date_time=taken,
-        created_at=now,
-        updated_at=now,
-    )
 
 
 def valid_roots(library: Library, owner: User, data_dir: str, report: CrawlReport) -> list[bytes]:
@@ -221,6 +203,7 @@ class LibraryScan:
             data_dir=os.fsencode(self.data_dir),
             exclusion_patterns=list(self.library.exclusion_patterns),
             scope=self.scope,
+            owner_id=self.library.owner_id.bytes,
         )
         try:
             await self._read_worker(request)
@@ -282,6 +265,8 @@ class LibraryScan:
         self.summary.crawled += frame.crawled
         plan.unchanged += frame.unchanged
         plan.new.extend(frame.new)
+        plan.new_ids.extend(frame.new_ids)
+        plan.new_records.extend(frame.new_records)
         plan.offline.extend(frame.offline)
         plan.restore.extend(frame.restore)
         plan.refresh.extend(frame.refresh)
@@ -290,17 +275,23 @@ class LibraryScan:
     # -- applying (one write transaction per batch) ---------------------------------------------------------
 
     def _apply(self, plan: _Plan) -> None:
-        def work(txn: Txn) -> tuple[list[Asset], list[Asset]]:
+        def work(txn: Txn) -> tuple[list[bytes], list[Asset]]:
             library = txn.get(LIBRARIES, self.library.id.bytes)
             if library is None or library.deleted_at is not None:
                 raise LibraryGone(f"Library {self.library.id} was deleted during its scan")
             now = utc_now()
-            keys = new_raw_ids(len(plan.new))
-            created = [  # the library as stored now: a user transfer may have changed its owner mid-scan
-                new_external_asset(library, found, now, asset_id)
-                for found, asset_id in zip(plan.new, as_uuids(keys), strict=True)
-            ]
-            job_queue.enqueue_new_many(txn, created, assets.insert_many(txn, created, keys), now)
+            if len(plan.new_records) == len(plan.new) and library.owner_id == self.library.owner_id:
+                keys = plan.new_ids  # built by the worker for the owner the library still has
+                if keys:
+                    assets.insert_new_external(txn, library, plan.new, keys, plan.new_records)
+            else:  # a user transfer changed the owner mid-scan, or files the daemon decided on (moves): build here
+                keys = new_raw_ids(len(plan.new))
+                assets.insert_many(txn, [
+                    assets.new_external_asset(library.id, library.owner_id, found, now, asset_id)
+                    for found, asset_id in zip(plan.new, as_uuids(keys), strict=True)
+                ], keys)  # fmt: skip
+            videos = [key for key, found in zip(keys, plan.new, strict=True) if found.is_video]
+            job_queue.enqueue_new_many(txn, keys, videos, now)
             went_offline = []
             for asset_id in plan.offline:
                 asset = assets.get_by_key(txn, asset_id)
@@ -322,9 +313,9 @@ class LibraryScan:
                     continue
                 assets.update(txn, asset, updated_at=now, **file_changes(found))
                 job_queue.enqueue_new_or_changed(txn, asset, now, force=True)
-            return created, went_offline
+            return keys, went_offline
 
-        created, went_offline = self.index.write(work)
+        created, went_offline = self.index.write(work)  # created: the new assets' raw ids
         summary = self.summary
         summary.new += len(created)
         summary.offline += len(went_offline)
@@ -335,8 +326,8 @@ class LibraryScan:
             a.id for a in went_offline if a.content_sha1 is not None or a.original_path in self._renamed_from
         )
         if self._created is not None and created:
-            for found, asset in zip(plan.new, created, strict=True):
-                self._created[(found.size, found.mtime_ns)].append((found, asset.id))
+            for found, key in zip(plan.new, created, strict=True):
+                self._created[(found.size, found.mtime_ns)].append((found, uuid.UUID(bytes=key)))
             self._created_count += len(created)
             if self._created_count > MOVE_TRACKING_LIMIT:
                 log.warning("library %s: over %d new files in one scan; moves among them are imported as new files",

@@ -33,6 +33,7 @@ from . import assets
 from .crawl import Crawler, CrawlReport, FoundFile, ScopeEntry
 from .exclusions import ExclusionMatcher
 from .index import ASSET_BY_PATH, OFFLINE_BY_SIGNATURE, Index, Txn
+from .timeutil import utc_now
 
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), missing from Python 3.11's fcntl module
 READ_BATCH = 2000  # files per read transaction
@@ -50,6 +51,7 @@ class ScanRequest(msgspec.Struct, array_like=True):
     data_dir: bytes
     exclusion_patterns: list[str]
     scope: list[ScopeEntry] | None = None  # None: the whole library; else only these paths (watcher events)
+    owner_id: bytes | None = None  # the library's owner: new assets are built here for it (None: by the daemon)
 
 
 class Plan(msgspec.Struct, array_like=True, tag="plan"):
@@ -57,6 +59,8 @@ class Plan(msgspec.Struct, array_like=True, tag="plan"):
 
     crawled: int = 0
     new: list[FoundFile] = msgspec.field(default_factory=list)
+    new_ids: list[bytes] = msgspec.field(default_factory=list)  # raw ids and encoded records of `new`'s assets,
+    new_records: list[bytes] = msgspec.field(default_factory=list)  # when the worker knows the owner
     offline: list[bytes] = msgspec.field(default_factory=list)
     restore: list[tuple[bytes, FoundFile, bool]] = msgspec.field(default_factory=list)
     refresh: list[tuple[bytes, FoundFile]] = msgspec.field(default_factory=list)
@@ -88,10 +92,11 @@ class Merger:
     Call `known(path)` (optional) and then `add(found)` for every crawled file in order, then `finish()`.
     """
 
-    def __init__(self, index: Index, library_id: bytes, mode: str):
+    def __init__(self, index: Index, library_id: bytes, mode: str, owner_id: bytes | None = None):
         self.index = index
         self.prefix = library_id
         self.library_id = uuid.UUID(bytes=library_id)
+        self.owner_id = None if owner_id is None else uuid.UUID(bytes=owner_id)
         self.mode = mode
         self.after = library_id  # every key <= this has been merged (or < it, while `_inclusive`)
         self._inclusive = False
@@ -192,6 +197,11 @@ class Merger:
             self.on_full()
         return True
 
+    def has_entries(self) -> bool:
+        """Whether the library has any path in the index (if not, every file found is new: nothing to ask)."""
+        with self.index.read() as txn:
+            return any(True for _ in txn.items(ASSET_BY_PATH, self.prefix))
+
     def known(self, path: bytes) -> bool:
         """In the default mode: is this path an online asset already (so the crawl need not `stat` it)?"""
         value = self._seek(self.prefix + path)
@@ -202,8 +212,8 @@ class Merger:
         plan = self.plan
         plan.crawled += 1
         if value is None:
-            signature = assets.signature_prefix(self.library_id, found.size, found.mtime_ns)
-            if self._any_offline and any(True for _ in self._txn.items(OFFLINE_BY_SIGNATURE, signature)):
+            if self._any_offline and any(True for _ in self._txn.items(
+                    OFFLINE_BY_SIGNATURE, assets.signature_prefix(self.library_id, found.size, found.mtime_ns))):
                 plan.deferred.append(found)
             else:
                 plan.new.append(found)
@@ -238,7 +248,12 @@ class Merger:
         self.close()
 
     def take(self) -> Plan:
+        """The decisions so far, new files with their assets built (the daemon only stores them)."""
         plan, self.plan = self.plan, Plan()
+        if plan.new and self.owner_id is not None:
+            plan.new_ids, plan.new_records = assets.encode_new_external(
+                self.library_id, self.owner_id, plan.new, utc_now()
+            )
         return plan
 
 
@@ -251,24 +266,25 @@ def run(request: ScanRequest, emit) -> None:
 def crawl_and_merge(index: Index, request: ScanRequest, emit) -> None:
     """Every frame of one scan, read against `index`: plans, then the report and `Done`."""
     report = CrawlReport()
-    merger = Merger(index, request.library_id, request.mode)
+    merger = Merger(index, request.library_id, request.mode, request.owner_id)
+    asks = request.mode == "new" and merger.has_entries()  # may the crawl skip files the index has?
     crawler = Crawler(
         request.roots,
         external_path=request.external_path,
         data_dir=request.data_dir,
         exclusions=ExclusionMatcher(request.exclusion_patterns),
         report=report,
-        known=merger.known if request.mode == "new" else None,
-        known_run=merger.known_run if request.mode == "new" else None,
+        known=merger.known if asks else None,
+        known_run=merger.known_run if asks else None,
     )
     merger.on_full = lambda: emit(merger.take())
 
     def flushing(files: Iterator[FoundFile]) -> Iterator[FoundFile]:
         """`files`, sending the plan to the daemon whenever it is full."""
-        for found in files:
+        for count, found in enumerate(files, 1):
             yield found
-            if len(merger.plan) >= FRAME_DECISIONS or merger.plan.crawled >= PROGRESS_FILES:
-                emit(merger.take())
+            if not count % 64 and (len(merger.plan) >= FRAME_DECISIONS or merger.plan.crawled >= PROGRESS_FILES):
+                emit(merger.take())  # (looked at every 64 files: a frame is at most 63 decisions over)
 
     try:
         if request.scope is None:

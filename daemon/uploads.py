@@ -13,7 +13,10 @@ The rules that live here:
   entry, quota usage, media jobs) — with no await inside, so of concurrent identical uploads exactly one creates
   the asset and the others are answered `duplicate` with its id (trio runs one task at a time);
 - on a duplicate, an error, a cancelled request (client gone) or a full disk, nothing is left behind: no temp
-  file, no index entry.
+  file, no index entry;
+- a killed daemon leaves nothing either, once it restarts (`sweep_incoming`): temp files no process holds go, and
+  a landing the kill cut between its renames and its write transaction is undone, found by the marker
+  `<data>/upload/.incoming/<asset id>.landing` (holding the landing path) that lives exactly that long.
 
 Public API (`UploadService`): `duplicate_of_header`, `bulk_check`, `upload`; and `parse_checksum`.
 """
@@ -48,6 +51,7 @@ from .ids import new_id
 from .index import LIBRARIES, USERS, Index, Txn
 from .libraries import libraries_of
 from .media_types import SIDECAR_EXTENSIONS, asset_type, extension
+from .paths import is_within
 from .records import Asset, Library, Visibility
 from .storage_template import legacy_upload_path
 from .timeutil import utc_now
@@ -65,6 +69,8 @@ log = logging.getLogger(__name__)
 PERMISSION = "asset.upload"
 ASSET_PART = "assetData"
 SIDECAR_PART = "sidecarData"
+LANDING_MARKER = ".landing"
+"""`<asset id>.landing` in the incoming folder: a landing in progress (its content is the landing path)."""
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 """An XMP sidecar is text of a few KiB; anything near this is not one."""
 VISIBILITIES = ("archive", "timeline", "hidden", "locked")
@@ -216,7 +222,6 @@ class UploadService:
         self.index = index
         self.data_dir = Path(data_dir)
         self.incoming = incoming_folder(data_dir)
-        self._swept = False
 
     # -- duplicates ----------------------------------------------------------------------------------------
 
@@ -257,7 +262,6 @@ class UploadService:
         is deleted and the index is untouched. The caller has checked the `asset.upload` permission.
         """
         owner_id = principal.user.id
-        await self._sweep_once()
         opened: list[IncomingFile] = []
         early: list[FilmrollError] = []
 
@@ -376,7 +380,10 @@ class UploadService:
             return UploadResult(existing.id, "duplicate")
         renamed: list[tuple[Path, Path]] = []
         taken = [original] if sidecar is None else [original, sidecar]
+        marker = self.incoming / f"{asset.id}{LANDING_MARKER}"
         try:
+            # until the index has the asset, the marker says where a crash left files to undo (at the next start)
+            marker.write_bytes(os.fsencode(landing))
             renamed.append((original.take(), landing))
             if sidecar is not None:
                 renamed.append((sidecar.take(), landing.with_name(landing.name + SIDECAR_SUFFIX)))
@@ -394,6 +401,8 @@ class UploadService:
             ):  # a rename may need a new folder block
                 raise storage_full(asset.original_file_name, error) from error
             raise
+        finally:
+            marker.unlink(missing_ok=True)
         log.info("upload stored: %s (%d bytes) as %s", asset.original_file_name, asset.file_size, asset.id)
         return UploadResult(asset.id, "created")
 
@@ -425,11 +434,18 @@ class UploadService:
         if remaining is not None and size > remaining:
             raise QuotaExceeded()
 
-    async def _sweep_once(self) -> None:
-        """Before the first upload of this process: temp files a crash left behind go."""
-        if self._swept:
-            return
-        self._swept = True
+    async def sweep_incoming(self) -> None:
+        """What uploads that died with their process left (the daemon does it as it starts, before serving):
+        landings cut before their write transaction are undone, then temp files no process holds go."""
+        markers = await trio.to_thread.run_sync(_landing_markers, self.incoming, self.data_dir / "upload")
+        with self.index.read() as txn:
+            undone = [landing for asset_id, landing in markers if asset_index.get(txn, asset_id) is None]
+        for landing in undone:
+            await trio.to_thread.run_sync(_remove_landed, landing)
+        if undone:
+            log.info(
+                "undid %d upload(s) cut short while landing: %s", len(undone), ", ".join(map(str, undone))
+            )
         removed = await trio.to_thread.run_sync(sweep_incoming, self.incoming)
         if removed:
             log.info("removed %d temp file(s) of interrupted uploads from %s", removed, self.incoming)
@@ -461,7 +477,31 @@ def _create(txn: Txn, asset: Asset, now: datetime) -> None:
     keys = asset_index.insert_many(txn, [asset])
     asset_index.add_checksum(txn, asset)
     txn.put(USERS, owner.id.bytes, msgspec.structs.replace(owner, quota_usage_in_bytes=usage))
-    job_queue.enqueue_new_many(txn, [asset], keys, now)
+    job_queue.enqueue_new_many(txn, keys, keys if asset.type == "VIDEO" else [], now)
+
+
+def _landing_markers(folder: Path, upload_root: Path) -> list[tuple[uuid.UUID, Path]]:
+    """(asset id, landing path) of every landing marker in `folder` (blocking). A marker the crash cut short names
+    no file of its asset below `upload_root` and is skipped: nothing was renamed yet (the sweep deletes it)."""
+    found = []
+    for marker in folder.glob(f"*{LANDING_MARKER}"):
+        try:
+            asset_id = uuid.UUID(marker.name.removesuffix(LANDING_MARKER))
+            landing = Path(os.fsdecode(marker.read_bytes()))
+        except (ValueError, OSError):
+            continue
+        if landing.stem == str(asset_id) and is_within(os.fsencode(landing), os.fsencode(upload_root)):
+            found.append((asset_id, landing))
+    return found
+
+
+def _remove_landed(landing: Path) -> None:
+    """Delete the original (and sidecar) an interrupted landing renamed into place (blocking)."""
+    for path in (landing, landing.with_name(landing.name + SIDECAR_SUFFIX)):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            log.warning("could not remove %s of an interrupted upload: %s", path, error.strerror)
 
 
 def _undo_renames(renamed: list[tuple[Path, Path]]) -> None:

@@ -4,8 +4,12 @@ in-process, counting which runs took the fast path, and check every decision aga
 
 import os
 
+import msgspec
+
 from daemon import scan_worker
-from daemon.scan import ScanMode
+from daemon.check import check_index
+from daemon.index import LIBRARIES
+from daemon.scan import LibraryScan, ScanMode
 from tests.library_helpers import write
 
 
@@ -99,3 +103,35 @@ async def test_links_and_exclusions_keep_a_run_on_the_file_by_file_path(world, m
     assert plan.unchanged == plan.crawled == 26 and not plan.new and not plan.offline
     assert (fast, slow) == (2, 0)  # a and c; b's runs hold a link and an excluded file, so never ask
     assert (await world.scan(library, ScanMode.NEW)).unchanged == 26
+
+
+async def test_mtimes_before_1970_and_to_the_nanosecond_keep_the_index_consistent(world):
+    """New assets are built by the worker and stored as bytes: their timeline and path entries must be exactly
+    what the asset records give (`world.scan` runs `check_index`), for odd mtimes too."""
+    root = world.external / "p"
+    mtimes = {"old.jpg": -1_500_000_001, "epoch.jpg": 0, "fine.jpg": 1_700_000_000_123_456_789, "neg.jpg": -3}
+    for name, mtime_ns in mtimes.items():
+        write(root / name)
+        os.utime(root / name, ns=(mtime_ns, mtime_ns))
+    library = world.library(root)
+    assert (await world.scan(library)).new == 4
+    stored = {os.path.basename(path).decode(): asset for path, asset in world.assets(library).items()}
+    assert {name: asset.file_mtime_ns for name, asset in stored.items()} == mtimes
+    assert stored["fine.jpg"].local_date_time.isoformat() == "2023-11-14T22:13:20.123456+00:00"
+
+
+async def test_a_library_given_to_another_user_mid_scan_gets_assets_of_its_new_owner(world):
+    """The worker builds new assets for the owner the scan started with; the daemon stores them only if the
+    library still has that owner, and otherwise builds them again for the new one."""
+    root = world.external / "p"
+    tree(root)
+    library = world.library(root)
+    other = world.services.users.create(email="o@example.com", password="pw", name="O",
+                                        external_path=str(world.external))  # fmt: skip
+    scan = LibraryScan(world.services.index, library, world.user, data_dir=str(world.data_dir),
+                       mode=ScanMode.NEW)  # fmt: skip
+    world.services.index.write(lambda txn: txn.put(LIBRARIES, library.id.bytes, msgspec.structs.replace(
+        txn.get(LIBRARIES, library.id.bytes), owner_id=other.id)))  # fmt: skip
+    assert (await scan.run()).new == 26
+    assert {asset.owner_id for asset in world.assets(library).values()} == {other.id}
+    assert check_index(world.services.index) == []
