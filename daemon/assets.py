@@ -16,10 +16,11 @@ functions move or drop it with the asset and never create one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +42,8 @@ from .index import (
     Txn,
 )
 from .records import Asset, Library
+
+log = logging.getLogger(__name__)
 
 _MTIME_OFFSET = 1 << 63  # mtimes may be negative; keys must sort as unsigned bytes
 _OFFLINE = 1
@@ -144,10 +147,16 @@ class TimelineEntry:
         )
 
 
-def _micros(value: datetime) -> int:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(value: datetime) -> int:
+    """µs since the epoch, exactly (integer arithmetic: no float steps near year 9999, flooring before 1970). A
+    naive value counts as UTC: the timeline keys naive local capture times this way."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return int(value.timestamp()) * 1_000_000 + value.microsecond
+    return (value - _EPOCH) // _MICROSECOND
 
 
 _TIMELINE_KEY = struct.Struct(">16sQ16s")  # owner, biased local capture time in µs, asset id
@@ -158,7 +167,7 @@ def timeline_key(asset: Asset, owner_key: bytes | None = None, asset_key: bytes 
     """(`owner_key`/`asset_key`: the raw ids, when the caller has them: bulk inserts skip the UUID conversions.)"""
     return _TIMELINE_KEY.pack(
         owner_key or asset.owner_id.bytes,
-        _micros(asset.local_date_time) + _TIME_OFFSET,
+        micros(asset.local_date_time) + _TIME_OFFSET,
         asset_key or asset.id.bytes,
     )
 
@@ -171,12 +180,6 @@ def timeline_entry(asset: Asset) -> bytes:
         | (_OFFLINE_FLAG if asset.is_offline else 0)
     )
     return _TIMELINE_VALUE.pack(flags, _VISIBILITY_CODES[asset.visibility], asset.file_size)
-
-
-def _mtime_micros(mtime_ns: int) -> int:
-    """`_micros(mtime_datetime(mtime_ns))`, the local capture time of a new external asset, without the datetime
-    (they differ only before 1970, where `_micros` truncates toward zero: that case takes the long way)."""
-    return mtime_ns // 1000 if mtime_ns >= 0 else _micros(mtime_datetime(mtime_ns))
 
 
 def timeline_file_size(value: bytes) -> int:
@@ -226,13 +229,16 @@ def tally_of(txn: Txn, library_id: uuid.UUID) -> LibraryTally:
 def _add_tally(txn: Txn, library_id: uuid.UUID, photos: int, videos: int, usage: int) -> None:
     now = tally_of(txn, library_id)
     photos, videos, usage = now.photos + photos, now.videos + videos, now.usage + usage
+    if min(photos, videos, usage) < 0:  # a bug somewhere: never fail the change for it (`filmroll check` tells)
+        log.error("library %s: its tally would go negative (%d, %d, %d); kept at 0", library_id, photos, videos, usage)
+        photos, videos, usage = max(photos, 0), max(videos, 0), max(usage, 0)
     if photos or videos or usage:
         txn.put(LIBRARY_TALLIES, library_id.bytes, _TALLY.pack(photos, videos, usage))
     else:
         txn.delete(LIBRARY_TALLIES, library_id.bytes)
 
 
-def add_to_tallies(txn: Txn, added: list[Asset]) -> None:
+def add_to_tallies(txn: Txn, added: Iterable[Asset]) -> None:
     """Count new assets in their libraries' tallies: one update per library."""
     deltas: dict[uuid.UUID, list[int]] = {}
     for asset in added:
@@ -304,9 +310,6 @@ def file_name(asset: Asset) -> str:
     return asset.original_file_name or os.path.basename(asset.original_path).decode("utf-8", "replace")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def mtime_datetime(mtime_ns: int) -> datetime:
     """The moment of an mtime, to the microsecond below it (exact integer arithmetic, no float rounding)."""
     return _EPOCH + timedelta(microseconds=mtime_ns // 1000)
@@ -343,7 +346,7 @@ def insert_new_external(
     txn.put_many(ASSETS, list(zip(keys, records, strict=True)), encoded=True)
     owner_key, library_key, visible = library.owner_id.bytes, library.id.bytes, _VISIBILITY_CODES["timeline"]
     txn.put_many(TIMELINE, sorted([
-        (_TIMELINE_KEY.pack(owner_key, _mtime_micros(one.mtime_ns) + _TIME_OFFSET, key),
+        (_TIMELINE_KEY.pack(owner_key, one.mtime_ns // 1000 + _TIME_OFFSET, key),
          _TIMELINE_VALUE.pack(_VIDEO if one.is_video else 0, visible, one.size))
         for one, key in zip(found, keys, strict=True)
     ]))  # fmt: skip

@@ -31,6 +31,7 @@ from .paths import ASSET_OUTSIDE_MESSAGE, is_within, os_error_text, resolve
 
 log = logging.getLogger(__name__)
 
+MTIME_RANGE = (-(1 << 63), 1 << 63)  # mtimes in ns the index stores (64 bits): about 1677 to 2262
 MAX_PATH_BYTES = 495  # LMDB keys hold at most 511 bytes: a 16-byte library id and the path
 MEDIA_EXTENSIONS = frozenset(e.encode() for e in IMAGE_EXTENSIONS | RAW_EXTENSIONS | VIDEO_EXTENSIONS)
 VIDEO_EXTENSIONS_BYTES = frozenset(e.encode() for e in VIDEO_EXTENSIONS)
@@ -505,6 +506,11 @@ class Crawler:
             return None
         if not stat.S_ISREG(status.st_mode):
             self.report.skipped["not a regular file"] += 1
+            return None
+        if not MTIME_RANGE[0] <= status.st_mtime_ns < MTIME_RANGE[1]:
+            self.report.skipped["mtime outside the index's range"] += 1
+            self.report.warn(f"Skipping {_show(path)}: its mtime ({status.st_mtime_ns} ns) is outside the index's "
+                             f"range (1677 to 2262)")  # fmt: skip
             return None
         if sidecars:
             sidecar_path, sidecar_mtime_ns = self._sidecar(folder, name, sidecars)

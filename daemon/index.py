@@ -159,15 +159,38 @@ def _albums_and_uploads(txn: Txn) -> None:
         txn.put(TIMELINE, timeline_key(asset), timeline_entry(asset))
 
 
-def _library_tallies(txn: Txn) -> None:
-    """3 -> 4: per-library tallies appeared, so asset counts and statistics no longer walk a library's assets.
-    Fill them from the assets."""
-    from .assets import add_to_tallies
+def _tallies_and_exact_times(txn: Txn) -> None:
+    """3 -> 4: per-library tallies appeared, so asset counts and statistics no longer walk a library's assets:
+    fill them from the assets. And timeline keys became exact integers: version 3 took them through a float
+    timestamp, which truncated toward zero before 1970 and stepped by a second near year 9999; the few entries
+    whose key differs move. One pass over the assets, decoded one at a time."""
+    from datetime import UTC, datetime
 
-    add_to_tallies(txn, [asset for _, asset in txn.items(ASSETS)])
+    from .assets import add_to_tallies, timeline_key
+
+    def schema_3_micros(moment: datetime) -> int:
+        moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+    moves: list[tuple[bytes, bytes]] = []
+
+    def each_asset() -> Iterator[Asset]:
+        for _, asset in txn.items(ASSETS):
+            key = timeline_key(asset)
+            old = key[:16] + (schema_3_micros(asset.local_date_time) + (1 << 63)).to_bytes(8, "big") + key[24:]
+            if old != key:
+                moves.append((old, key))
+            yield asset
+
+    add_to_tallies(txn, each_asset())  # writes go to another table: the cursor on `assets` stays valid
+    for old, key in moves:
+        value = txn.get(TIMELINE, old)
+        if value is not None:
+            txn.delete(TIMELINE, old)
+            txn.put(TIMELINE, key, value)
 
 
-MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline, 2: _albums_and_uploads, 3: _library_tallies}
+MIGRATIONS: Mapping[int, Migration] = {1: _media_pipeline, 2: _albums_and_uploads, 3: _tallies_and_exact_times}
 
 
 class Txn:

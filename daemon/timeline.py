@@ -18,7 +18,6 @@ What is shown (api-compat §7, filmroll's choices where Immich leaves it to the 
 
 from __future__ import annotations
 
-import calendar
 import re
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from typing import Literal
 from . import album_index
 from . import assets as asset_index
 from .access import Principal
-from .assets import TimelineEntry
+from .assets import TimelineEntry, micros
 from .errors import InvalidInput, NotFoundOrNoAccess
 from .index import EXIF, TIMELINE, Index, Txn
 from .records import Asset, ExifInfo
@@ -51,12 +50,6 @@ def time_bytes(local_micros: int) -> bytes:
 
 def local_micros_of(key: bytes) -> int:
     return int.from_bytes(key[16:24], "big") - _TIME_BIAS
-
-
-def micros(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return calendar.timegm(value.utctimetuple()) * 1_000_000 + value.microsecond
 
 
 @dataclass(frozen=True)

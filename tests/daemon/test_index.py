@@ -1,3 +1,4 @@
+import os
 import uuid
 
 import msgspec
@@ -239,13 +240,13 @@ def test_asset_updates_keep_timeline_and_checksum_entries_in_step(tmp_path):
             assert txn.count(TIMELINE) == 0 and txn.count(ASSET_BY_CHECKSUM) == 0
 
 
-def test_library_tallies_follow_every_change_and_the_migration_builds_them(tmp_path):
+def test_library_tallies_follow_every_change(tmp_path):
     import uuid
     from datetime import UTC, datetime
 
     from daemon import assets as asset_index
     from daemon.check import check_index
-    from daemon.index import LIBRARIES, LIBRARY_TALLIES, MIGRATIONS
+    from daemon.index import LIBRARIES, LIBRARY_TALLIES
     from daemon.records import Asset, Library
 
     now = datetime(2020, 5, 6, tzinfo=UTC)
@@ -281,9 +282,64 @@ def test_library_tallies_follow_every_change_and_the_migration_builds_them(tmp_p
         with index.read() as txn:
             assert txn.count(LIBRARY_TALLIES) == 0  # an empty tally is no entry
 
-        index.write(lambda txn: asset_index.insert_many(txn, [asset(b"/d.jpg", "IMAGE", 7)]))
-        index.write(lambda txn: [txn.delete(LIBRARY_TALLIES, key) for key, _ in list(txn.raw_items(LIBRARY_TALLIES))])
-        # ^ as a version-3 index: no tallies yet
-        assert any("library_tallies" in problem for problem in check_index(index))
-        index.write(MIGRATIONS[3])
-        assert tally(one) == (1, 0, 7)
+
+
+def test_opening_a_version_3_index_fills_tallies_and_moves_inexact_timeline_keys(tmp_path):
+    """A real upgrade: an index stored at version 3 (no tallies; timeline keys through a float timestamp) opened
+    with `migrate=True`."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import msgspec
+
+    from daemon import assets as asset_index
+    from daemon.check import check_index
+    from daemon.index import LIBRARIES, LIBRARY_TALLIES, META, TIMELINE
+    from daemon.records import Asset, Library
+
+    now = datetime(2020, 5, 6, tzinfo=UTC)
+    owner = uuid.uuid4()
+    one, two = (Library(id=uuid.uuid4(), owner_id=owner, type="UPLOAD", name=n, created_at=now, updated_at=now)
+                for n in ("one", "two"))  # fmt: skip
+
+    def asset(library, kind, size, taken=now, trashed=None) -> Asset:
+        return Asset(id=uuid.uuid4(), owner_id=owner, library_id=library.id, type=kind, file_size=size,
+                     original_path=os.urandom(8).hex().encode(), file_mtime_ns=0, file_created_at=taken,
+                     local_date_time=taken, created_at=now, updated_at=now, trashed_at=trashed)  # fmt: skip
+
+    before_1970 = datetime(1969, 12, 31, 23, 59, 59, 500000)  # naive local time, half a second before 1970
+    end_of_time = datetime(9999, 12, 31, 23, 59, 59, 999990)
+    kept = [asset(one, "IMAGE", 10), asset(one, "VIDEO", 200), asset(two, "IMAGE", 3, taken=before_1970),
+            asset(two, "IMAGE", 5, taken=end_of_time)]  # fmt: skip
+    trashed = asset(one, "IMAGE", 1000, trashed=now)
+    path = tmp_path / "index"
+    with Index(path) as index:
+
+        def as_version_3(txn):
+            for library in (one, two):
+                txn.put(LIBRARIES, library.id.bytes, library)
+            asset_index.insert_many(txn, [*kept, trashed])
+            for key, _ in list(txn.raw_items(LIBRARY_TALLIES)):
+                txn.delete(LIBRARY_TALLIES, key)
+            for moved in kept[2:]:  # the keys version 3 gave them
+                key = asset_index.timeline_key(moved)
+                seconds = moved.local_date_time.replace(tzinfo=UTC).timestamp()
+                old = key[:16] + (int(seconds) * 1_000_000 + moved.local_date_time.microsecond + (1 << 63)).to_bytes(
+                    8, "big") + key[24:]  # fmt: skip
+                assert old != key
+                txn.put(TIMELINE, old, txn.get(TIMELINE, key))
+                txn.delete(TIMELINE, key)
+            txn.put(META, b"schema_version", msgspec.msgpack.encode(3))
+
+        index.write(as_version_3)
+    with Index(path, migrate=True) as index:
+        assert index.stored_schema_version() == 4
+        problems = check_index(index)
+        assert [p for p in problems if "tall" in p or "timeline" in p] == [], problems  # (no users here)
+        with index.read() as txn:
+            tallies = {library.name: asset_index.tally_of(txn, library.id) for library in (one, two)}
+            months = {e.asset_id: datetime(1970, 1, 1) + timedelta(microseconds=e.local_micros)
+                      for e in asset_index.timeline_of(txn, owner)}  # fmt: skip
+    assert (tallies['one'].photos, tallies['one'].videos, tallies['one'].usage) == (1, 1, 210)  # the trashed one: not
+    assert (tallies['two'].photos, tallies['two'].videos, tallies['two'].usage) == (2, 0, 8)
+    assert months[kept[2].id] == before_1970 and months[kept[3].id] == end_of_time

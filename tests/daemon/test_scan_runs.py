@@ -135,3 +135,22 @@ async def test_a_library_given_to_another_user_mid_scan_gets_assets_of_its_new_o
     assert (await scan.run()).new == 26
     assert {asset.owner_id for asset in world.assets(library).values()} == {other.id}
     assert check_index(world.services.index) == []
+
+
+async def test_a_file_dated_past_2262_is_skipped_with_a_warning_not_fatal(world):
+    """ext4 stores mtimes past what 64-bit nanoseconds hold; such a file is skipped, the rest is imported."""
+    root = world.external / "p"
+    tree(root)
+    far = root / "a" / "far.jpg"
+    write(far)
+    os.utime(far, ns=(10**19, 10**19))
+    if os.stat(far).st_mtime_ns != 10**19:
+        import pytest
+
+        pytest.skip("this filesystem cannot store that mtime")
+    library = world.library(root)
+    summary = await world.scan(library)
+    assert summary.new == 26 and summary.report.skipped["mtime outside the index's range"] == 1
+    assert any("far.jpg" in warning for warning in summary.report.warnings)
+    for mode in (ScanMode.MODIFIED, ScanMode.ALL):
+        assert (await world.scan(library, mode)).crawled == 26
