@@ -23,6 +23,7 @@ from daemon.services import Services
 from . import metrics
 from .access import enforce_access
 from .errors import install_error_handlers
+from .openapi import FilmrollOpenAPIProvider
 from .routes import (
     albums,
     api_keys,
@@ -93,6 +94,7 @@ def create_app(services: Services) -> Quart:
             "cookie": {"type": "apiKey", "in_": "cookie", "name": "immich_access_token"},
         },
         security=[{"api_key": []}, {"bearer": []}, {"cookie": []}],
+        openapi_provider_class=FilmrollOpenAPIProvider,
     )
 
     metrics.install_request_metrics(app)  # first, so the latency includes the access checks

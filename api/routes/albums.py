@@ -22,6 +22,7 @@ from daemon.errors import InvalidInput
 
 from ..access import access, principal, services
 from ..dto import UserResponse
+from ..openapi import no_content
 from ..validation import Timestamp, parse_uuid
 from .assets import AssetResponse, asset_response
 
@@ -240,6 +241,7 @@ async def update_album(album_id: str, data: UpdateAlbum) -> AlbumResponse:
 
 @blueprint.delete("/api/albums/<album_id>")
 @access(permission="album.delete")
+@no_content
 async def delete_album(album_id: str) -> tuple[str, int]:
     services().albums.delete(principal(), parse_uuid(album_id))
     return "", 204

@@ -8,6 +8,7 @@ from quart_schema import validate_request, validate_response
 
 from ..access import access, principal, services
 from ..dto import ApiKeyResponse, api_key_response
+from ..openapi import no_content
 from ..validation import parse_uuid
 
 blueprint = Blueprint("api_keys", __name__)
@@ -74,6 +75,7 @@ async def update_key(key_id: str, data: UpdateApiKey) -> ApiKeyResponse:
 
 @blueprint.delete("/api/api-keys/<key_id>")
 @access(permission="apiKey.delete")
+@no_content
 async def delete_key(key_id: str) -> tuple[str, int]:
     services().api_keys.delete(principal(), parse_uuid(key_id))
     return "", 204

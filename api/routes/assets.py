@@ -21,6 +21,7 @@ from daemon.media_types import mime_type
 from daemon.records import Asset, ExifInfo, JobFailure
 
 from ..access import access, principal, services
+from ..openapi import binary_content, no_content
 from ..serving import file_response
 from ..validation import Timestamp, parse_uuid
 
@@ -266,6 +267,7 @@ def failure_response(failure: JobFailure) -> JobFailureResponse:
 @blueprint.post("/api/assets/jobs")
 @access(permission="job.create")
 @validate_request(AssetJobsRequest)
+@no_content
 async def run_asset_jobs(data: AssetJobsRequest) -> tuple[str, int]:
     ids = [parse_uuid(value, "assetIds") for value in data.assetIds]
     services().assets.request_jobs(principal(), ids, data.name)
@@ -287,6 +289,7 @@ async def asset_statistics(query_args: StatisticsQuery) -> AssetStatisticsRespon
 @blueprint.put("/api/assets")
 @access(permission="asset.update")
 @validate_request(BulkUpdateAssetsRequest)
+@no_content
 async def update_assets(data: BulkUpdateAssetsRequest) -> tuple[str, int]:
     ids = parse_ids(data.ids)
     services().assets.update_many(principal(), ids, asset_changes(data))
@@ -296,6 +299,7 @@ async def update_assets(data: BulkUpdateAssetsRequest) -> tuple[str, int]:
 @blueprint.delete("/api/assets")
 @access(permission="asset.delete")
 @validate_request(DeleteAssetsRequest)
+@no_content
 async def delete_assets(data: DeleteAssetsRequest) -> tuple[str, int]:
     ids = parse_ids(data.ids)
     await services().trash.delete(principal(), ids, force=bool(data.force))
@@ -322,6 +326,7 @@ async def get_asset(asset_id: str) -> AssetResponse:
 
 @blueprint.get("/api/assets/<asset_id>/original")
 @access(permission="asset.download")
+@binary_content("application/octet-stream", "image/*", "video/*")
 async def download_original(asset_id: str) -> Response:
     opened = await services().assets.open_original(principal(), parse_uuid(asset_id))
     return await file_response(opened, cache_control="private, no-cache", attachment=True)
@@ -330,6 +335,7 @@ async def download_original(asset_id: str) -> Response:
 @blueprint.get("/api/assets/<asset_id>/thumbnail")
 @access(permission="asset.view")
 @validate_querystring(ThumbnailQuery)
+@binary_content("image/webp", "image/jpeg")
 async def view_thumbnail(asset_id: str, query_args: ThumbnailQuery) -> Response:
     opened, asset = await services().assets.open_thumbnail(principal(), parse_uuid(asset_id), query_args.size)
     current = base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else None
@@ -340,6 +346,7 @@ async def view_thumbnail(asset_id: str, query_args: ThumbnailQuery) -> Response:
 
 @blueprint.get("/api/assets/<asset_id>/video/playback")
 @access(permission="asset.view")
+@binary_content("video/*", "application/octet-stream")
 async def play_video(asset_id: str) -> Response:
     opened = await services().assets.open_playback(principal(), parse_uuid(asset_id))
     return await file_response(opened, cache_control="private, no-cache")

@@ -12,6 +12,7 @@ from daemon.records import Library
 from daemon.scan import ScanMode
 
 from ..access import access, principal, services
+from ..openapi import no_content
 from ..validation import Timestamp, parse_uuid
 
 blueprint = Blueprint("libraries", __name__)
@@ -157,6 +158,7 @@ async def update_library(library_id: str, data: UpdateLibrary) -> LibraryRespons
 
 @blueprint.delete("/api/libraries/<library_id>")
 @access(permission="library.delete")
+@no_content
 async def delete_library(library_id: str) -> tuple[str, int]:
     services().libraries.delete(principal(), parse_uuid(library_id))
     return "", 204
@@ -175,6 +177,7 @@ async def library_statistics(library_id: str) -> LibraryStatisticsResponse:
 @blueprint.post("/api/libraries/<library_id>/scan")
 @access(permission="library.update")
 @validate_request(ScanRequest)
+@no_content
 async def scan_library(library_id: str, data: ScanRequest) -> tuple[str, int]:
     mode = ScanMode.from_flags(data.refreshModifiedFiles, data.refreshAllFiles)
     services().libraries.request_scan(principal(), parse_uuid(library_id), mode)
@@ -183,6 +186,7 @@ async def scan_library(library_id: str, data: ScanRequest) -> tuple[str, int]:
 
 @blueprint.post("/api/libraries/<library_id>/removeOffline")
 @access(permission="library.update")
+@no_content
 async def remove_offline(library_id: str) -> tuple[str, int]:
     services().libraries.request_remove_offline(principal(), parse_uuid(library_id))
     return "", 204

@@ -141,5 +141,6 @@ async def list_people(query_args: PeopleQuery) -> PeopleResponse:
 
 @blueprint.get("/api/tags")
 @access(permission="tag.read")
-async def list_tags() -> tuple[list, int]:
-    return [], 200
+@validate_response(list[dict])
+async def list_tags() -> list[dict]:
+    return []

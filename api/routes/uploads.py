@@ -58,6 +58,7 @@ def _receiver(body: StreamedBody):
 @access(permission="asset.upload")
 @streams_body
 @document_response(UploadResponse, 201)
+@document_response(UploadResponse, 200)  # a duplicate
 async def upload_asset() -> tuple[dict, int]:
     """Multipart parts as Immich's `AssetMediaCreateDto`; the body is streamed to disk, never held in memory.
     With an `x-immich-checksum` header the caller already has, the answer comes before the body is read."""

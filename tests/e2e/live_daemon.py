@@ -2,8 +2,15 @@
 clients talk to in tests/e2e/test_immich_cli.py and tests/e2e/test_aioimmich.py.
 
 `running_daemon(root)` is a context manager; each test module wraps it in a `live_daemon` fixture with a fresh data
-directory per test. On the way out the daemon must stop cleanly on SIGTERM, must not have logged an error, and
-`filmroll check` must find its index consistent.
+directory per test. On the way out the daemon must stop cleanly on SIGTERM, must not have logged an error,
+`filmroll check` must find its index consistent, and every upload original must still hold the bytes it was
+accepted with (`uploads_untouched`).
+
+Originals untouched (issue 10): `Originals` fingerprints (SHA-1, size, mtime, mode) every original — a media file or
+sidecar outside the daemons' data directories — under the test's temporary folders, and later compares. The
+e2e suites install one per test (tests/e2e/conftest.py); `start_daemon` and `LiveDaemon.upload` then record what
+exists at that moment too, so files a test creates before handing them to a daemon are covered. A test that
+changes originals on purpose declares them with `originals_changed(path)` first.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -25,15 +33,166 @@ from typing import TypeVar
 
 import httpx
 
+from daemon import media_types
+from daemon.index import ASSETS, LIBRARIES, Index
+
 FILMROLL = [sys.executable, "-m", "daemon.cli"]
 ADMIN = {"email": "admin@example.com", "password": "admin-password", "name": "Admin"}
 T = TypeVar("T")
 
 
+# -- originals untouched ------------------------------------------------------------------------------------------
+
+ORIGINAL_SUFFIXES = (
+    media_types.IMAGE_EXTENSIONS
+    | media_types.RAW_EXTENSIONS
+    | media_types.VIDEO_EXTENSIONS
+    | media_types.SIDECAR_EXTENSIONS
+)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    sha1: str
+    size: int
+    mtime_ns: int
+    mode: int
+
+
+def _under(path: bytes, folders: set[bytes]) -> bool:
+    return any(path == folder or path.startswith(folder + b"/") for folder in folders)
+
+
+class Originals:
+    """Fingerprints of the originals under the test's folders (below `basetemp`, pytest's temporary root), taken
+    before the daemon sees them and compared afterwards. Data directories are the daemon's own and are left out
+    (their uploads are checked by `uploads_untouched`); so are mount points (a FUSE view is not an original)."""
+
+    def __init__(self, basetemp: Path):
+        self.basetemp = os.fsencode(basetemp.resolve())
+        self.recorded: dict[bytes, Fingerprint] = {}
+        self._hashes: dict[tuple[int, ...], str] = {}  # hard links and rescans are hashed once
+
+    def root_of(self, path: Path) -> Path | None:
+        """The test's temporary folder that holds `path` (a direct child of basetemp), or None."""
+        resolved = os.fsencode(Path(path).resolve())
+        if not resolved.startswith(self.basetemp + b"/"):
+            return None
+        return Path(
+            os.fsdecode(os.path.join(self.basetemp, resolved[len(self.basetemp) + 1 :].split(b"/")[0]))
+        )
+
+    def record(self, *paths: Path) -> None:
+        """Fingerprint every original under `paths` (files or folders) not recorded yet."""
+        for path in paths:
+            top = os.fsencode(Path(path).resolve())
+            if os.path.isfile(top):
+                self._record_file(top)
+                continue
+            for folder, folders, files in os.walk(top):
+                folders[:] = [
+                    name for name in folders
+                    if not os.path.ismount(os.path.join(folder, name))
+                    and not _under(os.path.join(folder, name), _DATA_DIRS)
+                ]  # fmt: skip
+                for name in files:
+                    self._record_file(os.path.join(folder, name))
+
+    def _record_file(self, path: bytes) -> None:
+        if path in self.recorded or _under(path, _DATA_DIRS) or _under(path, _CHANGED):
+            return
+        if media_types.extension(path) not in ORIGINAL_SUFFIXES:
+            return
+        fingerprint = self._fingerprint(path)
+        if fingerprint is not None:
+            self.recorded[path] = fingerprint
+
+    def _fingerprint(self, path: bytes) -> Fingerprint | None:
+        try:
+            facts = os.lstat(path)
+            if not stat.S_ISREG(facts.st_mode):
+                return None
+            key = (facts.st_dev, facts.st_ino, facts.st_size, facts.st_mtime_ns, facts.st_ctime_ns)
+            if key not in self._hashes:
+                with open(path, "rb") as stream:
+                    self._hashes[key] = hashlib.file_digest(stream, "sha1").hexdigest()
+        except FileNotFoundError:
+            return None
+        return Fingerprint(self._hashes[key], facts.st_size, facts.st_mtime_ns, stat.S_IMODE(facts.st_mode))
+
+    def differences(self) -> list[str]:
+        """Every recorded original that is gone or differs now, unless the test declared it changed."""
+        found = []
+        for path, before in self.recorded.items():
+            if _under(path, _DATA_DIRS) or _under(path, _CHANGED):
+                continue
+            now = self._fingerprint(path)
+            if now != before:
+                found.append(f"{os.fsdecode(path)!r}: {before} -> {now or 'gone'}")
+        return found
+
+
+_active: Originals | None = None
+_DATA_DIRS: set[bytes] = set()  # every data directory a daemon was started with (its own files)
+_CHANGED: set[bytes] = set()  # files and folders the tests changed on purpose
+_running: dict[int, tuple[subprocess.Popen, Path]] = {}  # pid -> a started daemon and its data directory
+
+
+def install_originals(guard: Originals | None) -> None:
+    """Make `guard` the one `start_daemon` and `LiveDaemon.upload` record into (None: none)."""
+    global _active
+    _active = guard
+
+
+def record_originals(*paths: Path) -> None:
+    """Fingerprint the originals under `paths` now (before a daemon sees them), if a guard is installed."""
+    if _active is not None:
+        _active.record(*paths)
+
+
+def running_roots() -> list[Path]:
+    """The temporary folders of the daemons still running (module-scoped ones serve many tests)."""
+    if _active is None:
+        return []
+    alive = [data_dir for process, data_dir in _running.values() if process.poll() is None]
+    return [root for data_dir in alive if (root := _active.root_of(data_dir)) is not None]
+
+
+def originals_changed(*paths: Path) -> None:
+    """Declare files (or folders) that the test itself changes, moves or deletes: the guards skip them."""
+    _CHANGED.update(os.fsencode(Path(path).resolve()) for path in paths)
+
+
+def uploads_untouched(data_dir: Path) -> list[str]:
+    """Every upload original (in an upload library, trashed or not) still holds the bytes it was accepted with:
+    its SHA-1 is the checksum recorded at the 201. Run on a stopped daemon's index."""
+    found = []
+    with Index(data_dir / "index", readonly=True) as index, index.read() as txn:
+        uploads = {library.id for library in txn.values(LIBRARIES) if library.type == "UPLOAD"}
+        for asset in txn.values(ASSETS):
+            if asset.library_id not in uploads:
+                continue
+            path = os.path.join(os.fsencode(data_dir), asset.original_path)  # absolute paths stay absolute
+            if _under(os.fsencode(Path(os.fsdecode(path)).resolve()), _CHANGED):
+                continue
+            try:
+                with open(path, "rb") as stream:
+                    digest = hashlib.file_digest(stream, "sha1").digest()
+            except FileNotFoundError:
+                found.append(f"upload {asset.id}: {os.fsdecode(path)!r} is gone")
+                continue
+            if digest != asset.content_sha1:
+                found.append(f"upload {asset.id}: {os.fsdecode(path)!r} no longer holds the uploaded bytes")
+    return found
+
+
 def start_daemon(data_dir: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
     """`filmroll serve` on a free port of 127.0.0.1, JSON logs to `log` (a file, so the daemon never blocks on a
     pipe); returns once it logs `listening on <url>`. Watching and the nightly scan are off unless `env` turns
-    them on: these tests decide when anything happens."""
+    them on: these tests decide when anything happens. Originals that exist now are fingerprinted (`Originals`)."""
+    _DATA_DIRS.add(os.fsencode(Path(data_dir).resolve()))
+    if _active is not None and (root := _active.root_of(data_dir)) is not None:
+        _active.record(root)
     environ = {
         **os.environ,
         "FILMROLL_LOG_FORMAT": "json",
@@ -50,6 +209,7 @@ def start_daemon(data_dir: Path, log: Path, **env: str) -> tuple[subprocess.Pope
     while time.monotonic() < deadline and process.poll() is None:
         for entry in log_entries(log):
             if entry.get("message", "").startswith("listening on "):
+                _running[process.pid] = (process, data_dir)
                 return process, entry["url"]
         time.sleep(0.05)
     process.kill()
@@ -137,6 +297,7 @@ class LiveDaemon:
 
     def upload(self, path: Path, **parts: str) -> httpx.Response:
         """`POST /api/assets` as api-compat.md §7 describes it, with the file's mtime as both client times."""
+        record_originals(path)
         mtime = iso_utc(path.stat().st_mtime)
         fields = {"fileCreatedAt": mtime, "fileModifiedAt": mtime, "isFavorite": "false", **parts}
         with self.client() as client, open(path, "rb") as stream:
@@ -194,7 +355,8 @@ def sign_up(url: str) -> tuple[dict, str, str]:
 
 
 def stop_daemon(process: subprocess.Popen, data_dir: Path, log: Path) -> None:
-    """SIGTERM, a clean exit, no error logged, and a consistent index."""
+    """SIGTERM, a clean exit, no error logged, a consistent index, and every upload original untouched."""
+    _running.pop(process.pid, None)
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
@@ -210,6 +372,8 @@ def stop_daemon(process: subprocess.Popen, data_dir: Path, log: Path) -> None:
         [*FILMROLL, "check", "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=120
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    changed = uploads_untouched(data_dir)
+    assert not changed, "upload originals changed after their 201:\n" + "\n".join(changed)
 
 
 @contextmanager
@@ -223,6 +387,7 @@ def running_daemon(root: Path, **env: str) -> Iterator[LiveDaemon]:
         port = int(url.rsplit(":", 1)[1])
         yield LiveDaemon(url, port, api_key, admin, token, data_dir, log, process)
     except BaseException:
+        _running.pop(process.pid, None)
         if process.poll() is None:
             process.kill()
             process.wait()

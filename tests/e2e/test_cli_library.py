@@ -5,6 +5,7 @@ import sys
 
 import trio
 
+from tests.e2e.live_daemon import originals_changed, record_originals
 from tests.library_helpers import write
 
 FILMROLL = [sys.executable, "-m", "daemon.cli"]
@@ -19,6 +20,7 @@ def test_library_commands(tmp_path):
     data, external = str(tmp_path / "data"), tmp_path / "nas"
     for name in ("a.jpg", "b.jpg", "Raw/c.nef"):
         write(external / "p" / name)
+    record_originals(external)
     created = run("user", "create", "--admin", "--email", "a@example.com", "--name", "A", "--password-stdin",
                   "--external-path", str(external), data=data, stdin="pw\n")  # fmt: skip
     assert created.returncode == 0, created.stderr
@@ -33,6 +35,7 @@ def test_library_commands(tmp_path):
     scanned = run("library", "scan", library_id, data=data)
     assert scanned.returncode == 0, scanned.stderr
     assert "│ new" in scanned.stdout and "│ 2 │" in scanned.stdout and "excluded folder" in scanned.stdout
+    originals_changed(external / "p" / "b.jpg")
     (external / "p" / "b.jpg").unlink()
     again = run("library", "scan", library_id, "--modified", data=data)
     assert "│ offline" in again.stdout
@@ -56,6 +59,7 @@ async def test_jobs_command_shows_progress_waiting_and_failures(tmp_path):
     data, external = str(tmp_path / "data"), tmp_path / "nas"
     jpeg(external / "p" / "good.jpg")
     write(external / "p" / "broken.jpg", b"not a picture")
+    record_originals(external)
     run("user", "create", "--admin", "--email", "a@example.com", "--name", "A", "--password-stdin",
         "--external-path", str(external), data=data, stdin="pw\n")  # fmt: skip
     made = run(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.live_daemon import LiveDaemon, running_daemon, start_daemon, wait_for
+from tests.e2e.live_daemon import LiveDaemon, originals_changed, running_daemon, start_daemon, wait_for
 from tests.media_files import jpeg
 
 MTIME = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC).timestamp()
@@ -259,6 +259,7 @@ def test_a_vanished_original_is_an_error_not_a_dead_mount(mounted: Mounted, tmp_
     folder = mounted.user / "albums" / "Doomed"
     wait_for(lambda: folder.is_dir() and os.listdir(folder) == ["doomed.jpg"], "the doomed album", 5)
     stored = wait_for(lambda: _stored_path(mounted, asset_id), "the stored original", 30)
+    originals_changed(stored)
     os.remove(stored)
     with pytest.raises(OSError) as raised:
         (folder / "doomed.jpg").read_bytes()

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from tests.e2e.live_daemon import FILMROLL, start_daemon, wait_for
+from tests.e2e.live_daemon import FILMROLL, originals_changed, record_originals, start_daemon, wait_for
 
 
 def start(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
@@ -45,6 +45,7 @@ def test_copy_rename_delete_under_a_running_daemon(tmp_path):
         for picture in sorted(source.iterdir()):
             shutil.copy2(picture, photos / picture.name)  # written, then closed: imported with no scan
         wait_for(lambda: get()["assetCount"] == 2, "two imported assets")
+        record_originals(photos)  # the copies are the library's originals: the daemon must not change them
 
         def queues_idle():
             jobs = client.get("/api/jobs").json()
@@ -56,6 +57,7 @@ def test_copy_rename_delete_under_a_running_daemon(tmp_path):
 
         wait_for(queues_idle, "content hashes")  # what recognises a move
         done = library_jobs_done()
+        originals_changed(photos / "IMG_0.jpg", photos / "IMG_1.jpg")  # this test moves and deletes them
         os.rename(photos / "IMG_0.jpg", photos / "renamed.jpg")
         wait_for(lambda: library_jobs_done() > done and queues_idle(), "the rename")
         assert get()["assetCount"] == 2  # moved, not re-imported

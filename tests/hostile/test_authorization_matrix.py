@@ -4,7 +4,11 @@ app's url_map, and every route that takes ids in its body or query, tried by ano
 user A's real asset, album, library and API key with valid bodies. None may read, change or delete them: the
 answer is Immich's 400 `Not found or no <permission> access` (or a 403/404), nothing of A's shows in any answer,
 and afterwards A sees everything exactly as before. Path-bearing inputs (import paths, external path) cannot
-reach into another user's files or the data directory."""
+reach into another user's files or the data directory.
+
+The web pages (web/) get the same matrix: every page route with an id, enumerated the same way, tried by another
+user's and the admin's browser session (cookie + form token); admin pages answer 403 to a non-admin; `/static/`
+serves nothing outside its folder."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from pathlib import Path
 from api.access import policy_for
 from api.app import create_app
 from tests.api.test_libraries_api import assets_of, settle
-from tests.conftest import Session, sign_in
+from tests.conftest import ADMIN, Session, sign_in
 from tests.library_helpers import write
 from tests.media_files import jpeg
 
@@ -292,3 +296,144 @@ async def test_import_paths_cannot_reach_another_user_or_the_data_directory(daem
     assert reply.status_code == 400 and reply.json()["message"] == "External path must be absolute"
     assert (await admin.client.get(f"/api/admin/users/{bob.user['id']}")).json()["externalPath"] == before
     await bob.client.aclose()
+
+
+# --- the web pages (web/) ---------------------------------------------------------------------------------------
+
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+PAGE_PARAMETER_OWNERS = {"asset_id": "asset", "album_id": "album", "library_id": "library"}
+
+
+async def browser(daemon, email: str, password: str):
+    """A client signed in through the sign-in form, holding the session cookie and a form token, as a browser."""
+    client = daemon.client()
+    reply = await client.post("/auth/login", data={"email": email, "password": password})
+    assert reply.status_code == 303 and client.cookies.get("immich_access_token"), reply.text
+    page = await client.get("/photos")
+    client.csrf = CSRF.search(page.text)[1]
+    return client
+
+
+def page_forms(mine: dict[str, str]) -> dict[str, dict]:
+    """A form that would succeed on the intruder's own resource, so only the id can make it fail."""
+    return {
+        "/photos/<asset_id>/favorite": {"value": "true"},
+        "/photos/<asset_id>/archive": {"value": "true"},
+        "/albums/<album_id>/remove-assets": {"asset": mine["a_asset"]},
+        "/user-settings/libraries/<library_id>/rename": {"name": "hijacked"},
+        "/user-settings/libraries/<library_id>/import-paths": {"remove": mine["a_import_path"]},
+        "/user-settings/libraries/<library_id>/validate": {"paths": mine["a_import_path"]},
+        "/user-settings/libraries/<library_id>/exclusions": {"add": "**/*"},
+        "/user-settings/libraries/<library_id>/scan": {"mode": "all"},
+        "/admin/users/<user_id>/external-path": {"external_path": "/"},
+        "/admin/jobs/<name>": {"command": "pause"},
+    }
+
+
+async def page_request(client, method: str, path: str, form: dict | None = None):
+    if method == "GET":
+        return await client.get(path)
+    return await client.post(path, data={**(form or {}), "csrf": client.csrf})
+
+
+def page_refused(reply, what: str) -> None:
+    """A page refuses with its error page (403/404/400); an action may instead send the browser back (303)
+    with an error, which is checked by comparing A's resources afterwards. Nothing of A's shows either way."""
+    assert reply.status_code in (303, 400, 403, 404), f"{what}: {reply.status_code} {reply.text[:300]}"
+    assert SECRET not in reply.text and SECRET not in reply.headers.get("location", ""), (
+        f"{what} leaked A's data"
+    )
+
+
+def web_rules(app) -> list:
+    return [rule for rule in app.url_map.iter_rules() if not rule.rule.startswith("/api/")]
+
+
+async def test_no_other_user_reaches_a_s_resources_through_any_page(daemon, admin, user, tmp_path):
+    a = await world_of_a(daemon, admin, user, tmp_path)
+    before = await what_a_sees(user, a)
+    await intruder(daemon, admin, "bob@example.com")
+    bob = await browser(daemon, "bob@example.com", "intruder-password")
+    admin_browser = await browser(daemon, ADMIN["email"], ADMIN["password"])
+    mine = {"a_asset": a["asset"], "a_import_path": a["import_path"]}
+    app = create_app(daemon.services)
+    covered = set()
+    for client, label in ((bob, "another user"), (admin_browser, "the admin")):
+        for rule in web_rules(app):
+            parameters = set(rule.arguments)
+            policy = policy_for(app, rule.endpoint)
+            if not parameters or policy.public:
+                continue  # no id to misuse; /static/<filename> is checked below
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                if policy.admin or parameters == {"time_bucket"}:
+                    covered.add((method, rule.rule))
+                    continue  # admin pages: the next test; a time bucket is no id: below
+                assert parameters <= set(PAGE_PARAMETER_OWNERS), f"{method} {rule.rule}: add {parameters}"
+                if client is admin_browser and "library_id" in parameters:
+                    continue  # libraries.md §2.10: an admin manages every user's libraries (as in the API)
+                path = rule.rule
+                for parameter in parameters:
+                    path = path.replace(f"<{parameter}>", a[PAGE_PARAMETER_OWNERS[parameter]])
+                form = page_forms(mine).get(rule.rule)
+                page_refused(await page_request(client, method, path, form), f"{label}: {method} {rule.rule}")
+                covered.add((method, rule.rule))
+        for month in ("2021-06-01", "2022-01-01"):  # the months of A's assets show only the viewer's own
+            reply = await client.get(f"/photos/bucket/{month}")
+            assert reply.status_code == 200 and SECRET not in reply.text and a["asset"] not in reply.text
+        for path in ("/photos", "/albums", "/user-settings/libraries"):
+            reply = await client.get(path)
+            assert reply.status_code == 200, (label, path)
+            assert SECRET not in reply.text and a["album"] not in reply.text and a["asset"] not in reply.text
+        own = await client.post("/albums", data={"name": "mine", "csrf": client.csrf})
+        own_album = own.headers["location"].rsplit("/", 1)[1]
+        for form in (
+            {"asset": a["asset"], "new_album": "stolen"},  # A's asset into a new album
+            {"asset": a["asset"], "album": own_album},  # A's asset into the intruder's album
+            {"asset": a["asset"], "album": a["album"]},  # into A's album
+        ):
+            reply = await client.post("/albums/add-assets", data={**form, "csrf": client.csrf})
+            page_refused(reply, f"{label}: POST /albums/add-assets {form}")
+        stolen = (await client.get(f"/albums/{own_album}")).text
+        assert a["asset"] not in stolen, f"{label} added A's asset to an album"
+    assert len(covered) >= 15, covered
+    assert await what_a_sees(user, a) == before
+    for client in (bob, admin_browser):
+        await client.aclose()
+
+
+async def test_non_admins_get_403_on_admin_pages(daemon, admin, user):
+    await intruder(daemon, admin, "bob@example.com")
+    bob = await browser(daemon, "bob@example.com", "intruder-password")
+    app = create_app(daemon.services)
+    targets = {"user_id": user.user["id"], "name": "thumbnailGeneration"}
+    forms = {
+        **page_forms({"a_asset": "", "a_import_path": ""}),
+        "/admin/users": {"email": "evil@example.com", "name": "x", "password": "x", "is_admin": "on"},
+    }
+    checked = 0
+    for rule in web_rules(app):
+        if not policy_for(app, rule.endpoint).admin:
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            path = rule.rule
+            for parameter in rule.arguments:
+                path = path.replace(f"<{parameter}>", targets[parameter])
+            reply = await page_request(bob, method, path, forms.get(rule.rule))
+            assert reply.status_code == 403, f"{method} {rule.rule}: {reply.status_code}"
+            checked += 1
+    assert checked >= 5
+    users = (await admin.client.get("/api/admin/users")).json()
+    assert "evil@example.com" not in {entry["email"] for entry in users}
+    assert (await admin.client.get(f"/api/admin/users/{user.user['id']}")).json()["externalPath"] is None
+    jobs = (await admin.client.get("/api/jobs")).json()
+    assert jobs["thumbnailGeneration"]["queueStatus"]["isPaused"] is False
+    await bob.aclose()
+
+
+async def test_static_files_cannot_reach_outside_their_folder(daemon, admin):
+    async with daemon.client() as anonymous:
+        for path in ("/static/../../daemon/config.py", "/static/%2e%2e/%2e%2e/daemon/config.py",
+                     "/static/..%2f..%2fdaemon%2fconfig.py", "/static//etc/passwd", "/static/%00"):  # fmt: skip
+            reply = await anonymous.get(path, follow_redirects=True)  # `//` is merged by a 308 first
+            assert reply.status_code in (400, 404), (path, reply.status_code)
+            assert "Settings" not in reply.text and "root:" not in reply.text

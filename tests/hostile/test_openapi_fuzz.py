@@ -1,48 +1,127 @@
 """schemathesis against the daemon's own `/api/openapi.json`: every operation, generated valid and invalid inputs,
 sent with the admin's API key to the real `filmroll serve` (a child process on 127.0.0.1, tests/e2e/live_daemon.py).
-No operation may answer 5xx. The default run sends a few cases per operation (well under a minute for the whole
-API); the reliability run many more. On the way out the daemon must stop cleanly, have logged no error, and
-`filmroll check` must find its index consistent (`running_daemon`)."""
+
+Every answer must pass schemathesis' response checks (`CHECKS`): no 5xx; a status code, content type, headers and
+body that the document declares (`api/openapi.py` documents 204s, file bytes and the `4XX` error body); invalid
+input refused with a 4xx; nothing answered 2xx once the credentials are taken away. Operations that take an id in
+their path get the ids of real resources (an asset, an album, a library, an API key, a user, a queue) for half
+of their cases, so the fuzzer reaches the handlers' bodies instead of only their not-found answers.
+
+A stateful run then chains operations along the links schemathesis infers from the document (an id a response
+returns, used by the next operation), with the same checks on every answer.
+
+The default run sends a few cases per operation (well under a minute for the whole API); the reliability run many
+more. On the way out the daemon must stop cleanly, have logged no error, and `filmroll check` must find its index
+consistent (`running_daemon`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from hypothesis.stateful import run_state_machine_as_test
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.e2e.live_daemon import LiveDaemon, running_daemon
 from tests.media_files import jpeg
 
-FAST_EXAMPLES = 8
-THOROUGH_EXAMPLES = 150
+FAST_EXAMPLES = 5
+THOROUGH_EXAMPLES = 100
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+]
+EXCLUDED: dict[tuple[str, str], str] = {}
+"""(operation label, check name) -> why that check does not apply to that operation."""
+
+
+def seed(daemon: LiveDaemon, root: Path) -> dict[str, str]:
+    """Real resources for the path parameters: parameter name -> id."""
+    photo = jpeg(root / "photo.jpg")
+    uploaded = daemon.upload(photo)
+    assert uploaded.status_code == 201, uploaded.text
+    asset = uploaded.json()["id"]
+    user, _ = daemon.create_user("fuzzed@example.com", "Fuzzed")
+    jpeg(root / "nas" / "photos" / "external.jpg")
+    with daemon.client() as client:
+
+        def created(method: str, url: str, body: dict) -> dict:
+            reply = client.request(method, url, json=body)
+            assert reply.status_code in (200, 201), reply.text
+            return reply.json()
+
+        created("PUT", f"/api/admin/users/{daemon.admin['id']}", {"externalPath": str(root / "nas")})
+        library = created("POST", "/api/libraries", {"importPaths": [str(root / "nas" / "photos")]})
+        album = created("POST", "/api/albums", {"albumName": "fuzzed", "assetIds": [asset]})
+        key = created("POST", "/api/api-keys", {"name": "fuzzed", "permissions": ["all"]})
+    return {
+        "asset_id": asset,
+        "album_id": album["id"],
+        "library_id": library["id"],
+        "key_id": key["apiKey"]["id"],  # not the key the fuzzer authenticates with
+        "user_id": user["id"],
+        "name": "thumbnailGeneration",
+    }
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDaemon]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveDaemon, dict[str, str]]]:
     root = tmp_path_factory.mktemp("fuzz")
     with running_daemon(root / "daemon") as daemon:
-        # Something to find: an uploaded photo, so id-taking operations meet real data as well as made-up ids.
-        photo = jpeg(root / "photo.jpg")
-        assert daemon.upload(Path(photo)).status_code == 201
-        yield daemon
+        yield daemon, seed(daemon, root)
 
 
-def fuzz(live: LiveDaemon, examples: int, *, derandomize: bool) -> tuple[int, int]:
-    """Every operation of the daemon's OpenAPI document, `examples` valid and `examples` invalid cases each.
-    (schemathesis' own pytest plugin does not run under pytest 9, so its strategies are driven here.)
-    Returns (operations, cases sent); fails listing every 5xx found."""
-    schema = schemathesis.openapi.from_url(f"{live.url}/api/openapi.json")
-    problems: list[str] = []
+def with_real_ids(case, ids: dict[str, str]):
+    for name in case.path_parameters or {}:
+        if name in ids:
+            case.path_parameters[name] = ids[name]
+    return case
+
+
+def deletions_last(operation) -> tuple[bool, int]:
+    """Deletions after everything else (until then the real resources exist), a resource's parts before it."""
+    deletes = operation.method.upper() == "DELETE"
+    return deletes, -len(operation.path) if deletes else 0
+
+
+def fuzz(live: tuple[LiveDaemon, dict[str, str]], examples: int, *, derandomize: bool) -> tuple[int, int]:
+    """Every operation of the daemon's OpenAPI document, `examples` valid and `examples` invalid cases each,
+    each answer validated with `CHECKS`. (schemathesis' own pytest plugin does not run under pytest 9, so its
+    strategies are driven here.) Returns (operations, cases sent); fails listing every distinct failure."""
+    daemon, ids = live
+    schema = schemathesis.openapi.from_url(f"{daemon.url}/api/openapi.json")
+    auth = {"x-api-key": daemon.api_key}
+    problems: dict[tuple[str, str, str], str] = {}
     operations = sent = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
+    every = [result.ok() for result in schema.get_all_operations()]
+    for operation in sorted(every, key=deletions_last):
         operations += 1
+        checks = [check for check in CHECKS if (operation.label, check.__name__) not in EXCLUDED]
+        takes_ids = bool(set(ids) & {parameter.name for parameter in operation.path_parameters})
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            strategy = operation.as_strategy(generation_mode=mode)
+            if takes_ids:
+                strategy = st.one_of(strategy, strategy.map(lambda case: with_real_ids(case, ids)))
 
             @settings(
                 max_examples=examples,
@@ -51,29 +130,83 @@ def fuzz(live: LiveDaemon, examples: int, *, derandomize: bool) -> tuple[int, in
                 derandomize=derandomize,
                 suppress_health_check=list(HealthCheck),
             )
-            @given(case=operation.as_strategy(generation_mode=mode))
+            @given(case=strategy)
             def send(case) -> None:
                 nonlocal sent
                 sent += 1
-                response = case.call(base_url=live.url, headers={"x-api-key": live.api_key}, timeout=30)
-                if response.status_code >= 500:
-                    problems.append(f"{operation.label}: {response.status_code} for {case.as_curl_command()}")  # noqa: B023 (send runs at once)
+                response = case.call(base_url=daemon.url, headers=auth, timeout=30)
+                try:
+                    case.validate_response(response, checks=checks, headers=auth)  # noqa: B023 (runs at once)
+                except BaseExceptionGroup as failures:
+                    for failure in failures.exceptions:
+                        key = (operation.label, type(failure).__name__, failure.title)  # noqa: B023
+                        problems.setdefault(key, f"{key}: {failure.message}\n    {case.as_curl_command()}")
 
             try:
                 send()
             except Unsatisfiable:  # some negative schemas cannot be violated (e.g. no parameters at all)
                 pass
-    assert not problems, "\n".join(problems[:20])
+    assert not problems, "\n".join(list(problems.values())[:30])
+    with httpx.Client(
+        base_url=daemon.url, headers=auth, trust_env=False
+    ) as client:  # still serving, key intact
+        assert client.get("/api/users/me").status_code == 200
     return operations, sent
 
 
-def test_no_operation_answers_5xx(live):
+def test_every_operation_answers_as_documented(live):
     operations, sent = fuzz(live, FAST_EXAMPLES, derandomize=True)  # the same cases every CI run: no flakes
     assert operations >= 60, operations
     print(f"schemathesis: {operations} operations, {sent} cases")
 
 
 @pytest.mark.reliability
-def test_no_operation_answers_5xx_thorough(live):
+def test_every_operation_answers_as_documented_thorough(live):
     operations, sent = fuzz(live, THOROUGH_EXAMPLES, derandomize=False)  # new cases every run
     print(f"schemathesis: {operations} operations, {sent} cases")
+
+
+def explore_states(
+    live: tuple[LiveDaemon, dict[str, str]], examples: int, steps: int, *, derandomize: bool
+) -> None:
+    """schemathesis' state machine over the inferred links: `examples` sequences of up to `steps` calls, every
+    answer validated with `CHECKS`; fails listing every distinct failure."""
+    daemon, _ = live
+    schema = schemathesis.openapi.from_url(f"{daemon.url}/api/openapi.json")
+    auth = {"x-api-key": daemon.api_key}
+    problems: dict[tuple[str, str, str], str] = {}
+
+    class Sequences(schema.as_state_machine()):
+        def get_call_kwargs(self, case) -> dict:
+            return {"base_url": daemon.url, "headers": auth, "timeout": 30}
+
+        def validate_response(self, response, case, **kwargs) -> None:
+            try:
+                case.validate_response(response, checks=CHECKS, headers=auth)
+            except BaseExceptionGroup as failures:
+                for failure in failures.exceptions:
+                    key = (case.operation.label, type(failure).__name__, failure.title)
+                    problems.setdefault(key, f"{key}: {failure.message}\n    {case.as_curl_command()}")
+
+    assert schema.statistic.transitions.total >= 50, schema.statistic  # the links were inferred
+    run_state_machine_as_test(
+        Sequences,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            database=None,
+            derandomize=derandomize,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    assert not problems, "\n".join(list(problems.values())[:30])
+
+
+def test_sequences_of_operations_answer_as_documented(live):
+    explore_states(live, 12, 8, derandomize=True)
+
+
+@pytest.mark.reliability
+def test_sequences_of_operations_answer_as_documented_thorough(live):
+    explore_states(live, 200, 20, derandomize=False)
