@@ -3,7 +3,8 @@
 `python -m daemon.scan_worker` reads one `ScanRequest` (msgpack) on stdin, opens the index read-only, and writes
 length-prefixed msgpack frames on stdout:
 
-    ("plan", crawled, new, offline, restore, refresh, unchanged, deferred)   decisions, in crawl order
+    ("plan", crawled, new, new_ids, new_records, offline, restore, refresh, unchanged, deferred)
+                                                         decisions, in crawl order; the new files' assets built
     ("report", skipped, warnings, warning_count, folders)                    once, at the end
     ("done",)
 
@@ -179,11 +180,11 @@ class Merger:
         if not self._valid or cursor.key() != first:
             return False
         keys = [prefix + name for name in names]
-        window = list(itertools.islice(cursor.iternext(keys=True, values=self._any_offline), len(keys)))
-        if self._any_offline:
-            same = [key for key, value in window if not value[40] & 1] == keys
+        if self._any_offline:  # the same keys, and none of them offline
+            window = list(itertools.islice(cursor.iternext(keys=True, values=True), len(keys)))
+            same = [key for key, _ in window] == keys and not any(value[40] & 1 for _, value in window)
         else:
-            same = window == keys
+            same = list(itertools.islice(cursor.iternext(keys=True, values=False), len(keys))) == keys
         if not same:
             self._valid = cursor.set_range(first)  # back where it was: the file-by-file path decides
             return False
@@ -194,6 +195,7 @@ class Merger:
         plan.crawled += len(keys)
         plan.unchanged += len(keys)
         if plan.crawled >= PROGRESS_FILES:
+            self.close()  # not pinned while the frame waits for the pipe; reopened at `after`
             self.on_full()
         return True
 
@@ -281,10 +283,11 @@ def crawl_and_merge(index: Index, request: ScanRequest, emit) -> None:
 
     def flushing(files: Iterator[FoundFile]) -> Iterator[FoundFile]:
         """`files`, sending the plan to the daemon whenever it is full."""
-        for count, found in enumerate(files, 1):
+        for found in files:
             yield found
-            if not count % 64 and (len(merger.plan) >= FRAME_DECISIONS or merger.plan.crawled >= PROGRESS_FILES):
-                emit(merger.take())  # (looked at every 64 files: a frame is at most 63 decisions over)
+            plan = merger.plan  # looked at every 64 files (a frame is at most 63 decisions over), in scoped scans too
+            if not plan.crawled % 64 and (len(plan) >= FRAME_DECISIONS or plan.crawled >= PROGRESS_FILES):
+                emit(merger.take())
 
     try:
         if request.scope is None:

@@ -3,10 +3,14 @@
 in-process, counting which runs took the fast path, and check every decision against a full scan's."""
 
 import os
+import random
+import shutil
 
 import msgspec
+import pytest
 
-from daemon import scan_worker
+from daemon import assets, crawl, scan_worker
+from daemon.access import Principal
 from daemon.check import check_index
 from daemon.index import LIBRARIES
 from daemon.scan import LibraryScan, ScanMode
@@ -31,6 +35,8 @@ def run_worker(world, library, monkeypatch):
         return outcomes[-1]
 
     monkeypatch.setattr(scan_worker.Merger, "known_run", spy)
+    monkeypatch.setattr(scan_worker, "READ_BATCH", 1)  # a fresh read transaction before every question
+    monkeypatch.setattr(scan_worker, "PROGRESS_FILES", 3)  # and frames sent from inside runs
     frames = []
     scan_worker.crawl_and_merge(world.services.index, request(world, library), frames.append)
     plans = [frame for frame in frames if isinstance(frame, scan_worker.Plan)]
@@ -120,7 +126,7 @@ async def test_mtimes_before_1970_and_to_the_nanosecond_keep_the_index_consisten
     assert stored["fine.jpg"].local_date_time.isoformat() == "2023-11-14T22:13:20.123456+00:00"
 
 
-async def test_a_library_given_to_another_user_mid_scan_gets_assets_of_its_new_owner(world):
+async def test_a_library_given_to_another_user_mid_scan_gets_assets_of_its_new_owner(world, monkeypatch):
     """The worker builds new assets for the owner the scan started with; the daemon stores them only if the
     library still has that owner, and otherwise builds them again for the new one."""
     root = world.external / "p"
@@ -132,9 +138,16 @@ async def test_a_library_given_to_another_user_mid_scan_gets_assets_of_its_new_o
                        mode=ScanMode.NEW)  # fmt: skip
     world.services.index.write(lambda txn: txn.put(LIBRARIES, library.id.bytes, msgspec.structs.replace(
         txn.get(LIBRARIES, library.id.bytes), owner_id=other.id)))  # fmt: skip
+    built_by_the_worker = []
+    real = assets.insert_new_external
+    monkeypatch.setattr(assets, "insert_new_external", lambda *args: built_by_the_worker.append(1) or real(*args))
     assert (await scan.run()).new == 26
     assert {asset.owner_id for asset in world.assets(library).values()} == {other.id}
-    assert check_index(world.services.index) == []
+    assert check_index(world.services.index) == [] and not built_by_the_worker  # rebuilt by the daemon
+    write(root / "a" / "late.jpg")
+    library = world.services.libraries.get(Principal(user=other), library.id)
+    again = LibraryScan(world.services.index, library, other, data_dir=str(world.data_dir), mode=ScanMode.NEW)
+    assert (await again.run()).new == 1 and built_by_the_worker  # the worker's, as usual
 
 
 async def test_a_file_dated_past_2262_is_skipped_with_a_warning_not_fatal(world):
@@ -145,8 +158,6 @@ async def test_a_file_dated_past_2262_is_skipped_with_a_warning_not_fatal(world)
     write(far)
     os.utime(far, ns=(10**19, 10**19))
     if os.stat(far).st_mtime_ns != 10**19:
-        import pytest
-
         pytest.skip("this filesystem cannot store that mtime")
     library = world.library(root)
     summary = await world.scan(library)
@@ -154,3 +165,64 @@ async def test_a_file_dated_past_2262_is_skipped_with_a_warning_not_fatal(world)
     assert any("far.jpg" in warning for warning in summary.report.warnings)
     for mode in (ScanMode.MODIFIED, ScanMode.ALL):
         assert (await world.scan(library, mode)).crawled == 26
+
+
+NAMES = [b"a", b"a-", b"a.b", b"b", b"b0", b"c", b"c c", b"d\xff"]
+
+
+def random_tree(root: bytes, rnd: random.Random, depth: int = 0) -> None:
+    os.makedirs(root, exist_ok=True)
+    for name in rnd.sample(NAMES, rnd.randint(0, len(NAMES))):
+        if depth < 2 and rnd.random() < 0.35:
+            random_tree(os.path.join(root, name), rnd, depth + 1)
+        else:
+            write(os.path.join(root, name) + b".jpg")
+
+
+def shake(root: bytes, rnd: random.Random) -> None:
+    """Delete some files and folders, add some files."""
+    for folder, folders, files in list(os.walk(root)):
+        for name in files:
+            if rnd.random() < 0.08 and os.path.exists(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+        for name in folders:
+            if rnd.random() < 0.05:
+                shutil.rmtree(os.path.join(folder, name))
+                break
+        if rnd.random() < 0.1 and os.path.isdir(folder):
+            write(os.path.join(folder, rnd.choice(NAMES)) + b"x.jpg")
+
+
+def decisions(world, library) -> tuple:
+    frames = []
+    scan_worker.crawl_and_merge(world.services.index, request(world, library), frames.append)
+    plans = [frame for frame in frames if isinstance(frame, scan_worker.Plan)]
+    return (
+        sum(p.crawled for p in plans),
+        sum(p.unchanged for p in plans),
+        sorted(f.path for p in plans for f in p.new),
+        sorted(o for p in plans for o in p.offline),
+        sorted(r[0] for p in plans for r in p.restore),
+        sorted(f.path for p in plans for f in p.deferred),
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("read_batch", [1, 2000])
+async def test_runs_decided_at_once_agree_with_file_by_file_decisions(world, monkeypatch, seed, read_batch):
+    """Random trees, shaken (with offline assets in the index for some seeds): the fast path and the file-by-file
+    path decide exactly the same, whatever the read transactions' length and however often frames go."""
+    rnd = random.Random(seed)
+    root = os.fsencode(world.external / "p")
+    random_tree(root, rnd)
+    library = world.library(world.external / "p")
+    await world.scan(library)
+    shake(root, rnd)
+    if seed % 2:
+        await world.scan(library)
+        shake(root, rnd)
+    monkeypatch.setattr(scan_worker, "READ_BATCH", read_batch)
+    monkeypatch.setattr(scan_worker, "PROGRESS_FILES", 2)
+    fast = decisions(world, library)
+    monkeypatch.setattr(crawl.Crawler, "_all_known", lambda self, folder, run: False)
+    assert decisions(world, library) == fast
