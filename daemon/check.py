@@ -89,7 +89,13 @@ def check_index(index: Index) -> list[str]:
         album_by_owner = {key for key, _ in txn.raw_items(ALBUM_BY_OWNER)}
         album_assets = {key for key, _ in txn.raw_items(ALBUM_ASSETS)}
         asset_albums = {key for key, _ in txn.raw_items(ASSET_ALBUMS)}
-        tallies = {key: asset_index.tally_of(txn, uuid.UUID(bytes=key)) for key, _ in txn.raw_items(LIBRARY_TALLIES)}
+        tallies = {}
+        for key, value in txn.raw_items(LIBRARY_TALLIES):
+            if len(key) == 16 and len(value) == 24:
+                tallies[key] = asset_index.tally_of(txn, uuid.UUID(bytes=key))
+            else:
+                problems.append(f"library_tallies[{key.hex()}]: malformed entry ({len(key)}-byte key, "
+                                f"{len(value)}-byte value)")  # fmt: skip
 
     for table, entries in (
         (USERS, users),
