@@ -209,6 +209,9 @@ class PendingJob(Record, kw_only=True):
     last_error: str | None = None
     retry_after: datetime | None = None
     """After a failed attempt: not taken again before this time (backoff)."""
+    leftovers: list[bytes] = msgspec.field(default_factory=list)
+    """`storageTemplateMigration`: old names of a moved original (and sidecar) that the committed move has yet to
+    remove: kept here, durably, until they are gone, so a kill in between cannot orphan them."""
 
 
 class JobFailure(Record, kw_only=True):

@@ -17,9 +17,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import trio
 
 from . import album_index, job_queue
@@ -78,6 +80,8 @@ class StorageTemplateJobs:
     async def run(self, workers: Workers, group: Group) -> Outcomes:
         outcomes: Outcomes = {}
         for asset_id, job in group:
+            if job.leftovers:  # a move committed, then the daemon died before removing the old names
+                job = await self._remove_leftovers(asset_id, job)
             with self.index.read() as txn:
                 plan = self._plan(txn, asset_id)
             if plan is None:  # gone, external, or not extracted yet (the metadata job queues it again)
@@ -130,18 +134,22 @@ class StorageTemplateJobs:
                 continue
             except MoveFailed as error:
                 return Failure(str(error), final=False)
-            stored = self.index.write(
+            old_sidecar = Path(os.fsdecode(asset.sidecar_path)) if sidecar_copied else None
+            leftovers = [os.fsencode(path) for path in (current if copied else None, old_sidecar) if path]
+            stored, left = self.index.write(
                 functools.partial(
                     self._store,
                     asset=asset,
                     job=job,
                     destination=destination,
                     has_sidecar=sidecar_copied is not None,
+                    leftovers=leftovers,
                 )
             )
             with trio.CancelScope(shield=True):  # committed: the leftovers must go, even at shutdown
-                old_sidecar = Path(os.fsdecode(asset.sidecar_path)) if sidecar_copied else None
                 await trio.to_thread.run_sync(_clean_up, stored, current, destination, copied, old_sidecar)
+                if left is not None:
+                    self.index.write(functools.partial(self._leftovers_gone, asset_id=asset.id, left=left))
             return None
         return Failure(f"{current}: every destination under {plan.root} was taken while moving", final=False)
 
@@ -166,15 +174,24 @@ class StorageTemplateJobs:
         return copied, sidecar_copied
 
     def _store(
-        self, txn: Txn, *, asset: Asset, job: PendingJob, destination: Path | None, has_sidecar: bool = False
-    ) -> bool:
-        """Point the asset at its new place (None: it stays). False when the asset was deleted or moved by
-        someone else meanwhile (the caller then removes the copy it made)."""
+        self,
+        txn: Txn,
+        *,
+        asset: Asset,
+        job: PendingJob,
+        destination: Path | None,
+        has_sidecar: bool = False,
+        leftovers: list[bytes] | None = None,
+    ) -> tuple[bool, PendingJob | None]:
+        """Point the asset at its new place (None: it stays). (False, None) when the asset was deleted or moved by
+        someone else meanwhile (the caller then removes the copy it made). With `leftovers` (the old names the
+        caller removes after this commit), the job stays, holding them, until `_leftovers_gone`: returned is
+        that entry (None: the job is finished)."""
         before = asset
         asset = asset_index.get(txn, before.id)
         if asset is None or asset.original_path != before.original_path:
             job_queue.finish(txn, self.queue, before.id, job)
-            return False
+            return False, None
         changes: dict[str, object] = {"storage_placed_at": utc_now()}
         if destination is not None:
             changes["original_path"] = os.fsencode(destination)
@@ -184,8 +201,54 @@ class StorageTemplateJobs:
                 if not has_sidecar:
                     changes["sidecar_mtime_ns"] = None
         asset_index.update(txn, asset, **changes)
-        job_queue.finish(txn, self.queue, asset.id, job)
-        return True
+        if not leftovers:
+            job_queue.finish(txn, self.queue, asset.id, job)
+            return True, None
+        table = job_queue.QUEUE_TABLES[self.queue]
+        entry = txn.get(table, asset.id.bytes) or job  # (re-queued meanwhile: that entry holds them)
+        left = msgspec.structs.replace(entry, leftovers=[*entry.leftovers, *leftovers])
+        txn.put(table, asset.id.bytes, left)
+        return True, left
+
+    def _leftovers_gone(self, txn: Txn, asset_id: uuid.UUID, left: PendingJob) -> None:
+        """The old names are removed: the job is done, unless it was queued again meanwhile (then it runs again,
+        without them)."""
+        table = job_queue.QUEUE_TABLES[self.queue]
+        entry = txn.get(table, asset_id.bytes)
+        if entry == left:
+            job_queue.finish(txn, self.queue, asset_id, left)
+        elif entry is not None and entry.leftovers:
+            txn.put(table, asset_id.bytes, msgspec.structs.replace(entry, leftovers=[]))
+
+    async def _remove_leftovers(self, asset_id: uuid.UUID, job: PendingJob) -> PendingJob:
+        """Remove the old names a killed move left (never the asset's current original or sidecar, never
+        anything outside the data directory); the job then goes on without them."""
+        with self.index.read() as txn:
+            asset = asset_index.get(txn, asset_id)
+        keep = set() if asset is None else {asset.original_path, asset.sidecar_path}
+        doomed = [Path(os.fsdecode(path)) for path in job.leftovers
+                  if path not in keep and path.startswith(self._upload_prefix)]  # fmt: skip
+
+        def remove() -> None:
+            for path in doomed:
+                try:
+                    remove_source(path)
+                except MoveFailed as error:
+                    log.warning("storage template: %s", error)
+
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(remove)
+        cleared = msgspec.structs.replace(job, leftovers=[])
+
+        def forget(txn: Txn) -> PendingJob:
+            table = job_queue.QUEUE_TABLES[self.queue]
+            entry = txn.get(table, asset_id.bytes)
+            if entry == job:
+                txn.put(table, asset_id.bytes, cleared)
+                return cleared
+            return entry if entry is not None else cleared
+
+        return self.index.write(forget)
 
 
 def _clean_up(stored: bool, current: Path, destination: Path, copied: bool, old_sidecar: Path | None) -> None:

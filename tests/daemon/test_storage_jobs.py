@@ -170,3 +170,39 @@ async def test_odd_names_stay_inside_the_users_folder(world, tmp_path, name):
         os.path.realpath(library_root(world)) + "/"
     )
     assert "\n" not in str(placed)
+
+
+async def test_a_move_killed_after_its_commit_removes_the_old_names_when_it_runs_again(world, tmp_path, monkeypatch):
+    """The index points at the new name and the daemon dies before unlinking the old one (and the old sidecar):
+    the job stays queued holding those names, and its next run (here at once; after a restart, the same) removes
+    them, nothing else."""
+    from daemon import storage_jobs
+
+    asset = upload_asset(world.services, world.user, photo(tmp_path, "2021:06:07 08:09:10"), "Beach.jpg",
+                         sidecar=b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")  # fmt: skip
+    landing = Path(os.fsdecode(asset.original_path))
+    at_the_kill = []
+    real_store = StorageTemplateJobs._store
+
+    def store(self, txn, **kwargs):
+        stored, left = real_store(self, txn, **kwargs)
+        at_the_kill.append(left)
+        return stored, left
+
+    def died(stored, current, destination, copied, old_sidecar):  # nothing after the commit runs
+        at_the_kill.append((landing.exists(), Path(str(landing) + ".xmp").exists()))
+
+    monkeypatch.setattr(StorageTemplateJobs, "_store", store)
+    monkeypatch.setattr(storage_jobs, "_clean_up", died)
+    monkeypatch.setattr(StorageTemplateJobs, "_leftovers_gone", lambda self, txn, asset_id, left: None)
+    queue_metadata(world.services, asset)
+    await world.process_media()
+
+    left, files = at_the_kill[0], at_the_kill[1]
+    assert set(left.leftovers) == {os.fsencode(landing), os.fsencode(landing) + b".xmp"} and files == (True, True)
+    moved = Path(os.fsdecode(current(world.services, asset.id).original_path))
+    assert moved != landing and moved.exists() and Path(str(moved) + ".xmp").exists()
+    assert not landing.exists() and not Path(str(landing) + ".xmp").exists()  # removed by the next run
+    with world.services.index.read() as txn:
+        assert txn.get(job_queue.QUEUE_TABLES[job_queue.STORAGE_TEMPLATE], asset.id.bytes) is None
+    assert check_index(world.services.index) == []
