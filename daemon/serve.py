@@ -130,6 +130,7 @@ async def serve(
         index = Index(settings.index_path, migrate=True)
         resources.callback(index.close)
         services = Services.build(settings, index)
+        await services.uploads.sweep_incoming()  # what uploads cut short by a crash left behind
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)

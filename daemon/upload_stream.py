@@ -10,16 +10,20 @@ event loop never waits on the disk. A full disk, or a size limit (the caller's q
 reception: the file is deleted at once and the rest of the part is only hashed, so the request can still be
 answered cleanly (a duplicate stays a duplicate even on a full disk). Whoever creates an `IncomingFile` owns it:
 `discard()` deletes what is left of it (safe to call twice, and after `take()`), shielded from cancellation.
+
+A process that dies (SIGKILL, power loss) cannot discard: each `IncomingFile` holds an exclusive `flock` on its temp
+file for as long as it is open, the kernel drops it with the process, and `sweep_incoming` (at the daemon's start)
+deletes every temp file that no process holds.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +44,6 @@ MAX_FIELDS = 256
 """Parts of any kind in one body; more is refused."""
 MAX_PENDING_BYTES = 256 * 1024
 """What the decoder may hold while it looks for a part's headers or a boundary (beyond the chunk it was fed)."""
-STALE_INCOMING_SECONDS = 3600
-"""A temp file untouched for this long belongs to no running upload (a crash left it): `sweep_incoming` deletes
-it. Uploads that stall are timed out long before (the API's body idle timeout)."""
 INCOMING_FOLDER = ".incoming"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 """errno values that mean "no room left" (StorageFull, HTTP 507)."""
@@ -65,6 +66,7 @@ class IncomingFile:
 
     `size` and `sha1` count every byte received, stored or not. `finish()` writes what is buffered and fsyncs;
     `take()` hands the path over to the caller (who renames it into place) so `discard()` no longer deletes it.
+    The file stays open, and locked against `sweep_incoming`, until `discard()`.
     """
 
     def __init__(
@@ -140,9 +142,9 @@ class IncomingFile:
                 await self._fail_on_disk_error(error)
 
     def take(self) -> Path:
-        """The finished temp file, now the caller's to rename (its descriptor is closed)."""
+        """The finished temp file, now the caller's to rename (still open and locked until `discard()`, so a sweep
+        cannot delete it before it is renamed)."""
         assert self.stored and self.path is not None
-        self._close()
         self._taken = True
         return self.path
 
@@ -204,14 +206,26 @@ def storage_full(label: str, error: OSError) -> StorageFull:
 
 
 def _create_temp(folder: Path) -> tuple[int, Path]:
+    """A new temp file in `folder`, open for writing and locked (`flock`, exclusive) by this process."""
     folder.mkdir(parents=True, exist_ok=True)
     for _ in range(100):
         path = folder / f"{os.urandom(12).hex()}.part"
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), path
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:
             continue
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # waits only while a sweep that found it unlocked deletes it
+        if _still_named(descriptor, path):
+            return descriptor, path
+        os.close(descriptor)  # a sweep took it between the open and the lock: another name
     raise FileExistsError(errno.EEXIST, "no free temp name", str(folder))
+
+
+def _still_named(descriptor: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _write_and_hash(descriptor: int | None, data: bytes, digest: hashlib._Hash) -> None:
@@ -225,22 +239,31 @@ def _write_and_hash(descriptor: int | None, data: bytes, digest: hashlib._Hash) 
         view = view[written:]
 
 
-def sweep_incoming(folder: Path, *, older_than: float = STALE_INCOMING_SECONDS) -> int:
-    """Delete temp files left in `folder` by uploads that died with the process (blocking: run in a thread).
-    Files touched within `older_than` seconds may belong to a running upload and stay. Returns how many went."""
+def sweep_incoming(folder: Path) -> int:
+    """Delete the temp files in `folder` that no process holds: their uploads died with their process (blocking:
+    run in a thread). A running upload's file is locked and stays, in this process or another. Returns how many
+    went."""
     removed = 0
-    cutoff = time.time() - older_than
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return 0
     for entry in entries:
         try:
-            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed += 1
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # unlinked while locked: a creator that opened it meanwhile finds it gone and takes another name
+            os.unlink(entry.path)
+            removed += 1
+        except (BlockingIOError, FileNotFoundError):
+            continue  # a running upload's, or landed meanwhile
+        finally:
+            os.close(descriptor)
     return removed
 
 

@@ -162,6 +162,11 @@ def _parse_bool(value: str | None, name: str, problems: list[str]) -> bool | Non
     return None
 
 
+MTIME_RANGE = (_EPOCH + timedelta(microseconds=-(1 << 63) // 1000 + 1),
+               _EPOCH + timedelta(microseconds=((1 << 63) - 1) // 1000))  # fmt: skip
+"""The moments an mtime in ns can hold (what filesystems and the index store): about 1677-09-22 to 2262-04-11."""
+
+
 def parse_form(fields: dict[str, str], *, has_asset_data: bool) -> UploadForm:
     """Validate the text parts (`api-compat.md` §7 table). Raises InvalidInput with class-validator messages.
 
@@ -175,6 +180,8 @@ def parse_form(fields: dict[str, str], *, has_asset_data: bool) -> UploadForm:
     modified = _parse_date(fields.get("fileModifiedAt"))
     if modified is None:
         problems.append("fileModifiedAt must be a Date instance")
+    elif not MTIME_RANGE[0] <= modified <= MTIME_RANGE[1]:  # a file's mtime, in ns, fits in 64 bits (the index's)
+        problems.append("fileModifiedAt must be a date between 1677-09-22 and 2262-04-11")
     is_favorite = _parse_bool(fields.get("isFavorite"), "isFavorite", problems)
     is_archived = _parse_bool(fields.get("isArchived"), "isArchived", problems)
     visibility = fields.get("visibility")

@@ -285,6 +285,10 @@ async def test_unsupported_type_and_validation(daemon, user, tmp_path):
         "fileCreatedAt must be a Date instance",
         "visibility must be one of the following values: archive, timeline, hidden, locked",
     ]
+    far = await user.client.post("/api/assets", data={**DATES, "fileModifiedAt": "3000-01-01T00:00:00.000Z"},
+                                 files=files)  # fmt: skip
+    assert far.status_code == 400  # no 64-bit mtime in ns reaches it
+    assert far.json()["message"] == ["fileModifiedAt must be a date between 1677-09-22 and 2262-04-11"]
     no_file = await user.client.post("/api/assets", data=DATES, files={"other": ("a.jpg", b"x")})
     assert no_file.json()["message"] == ["assetData should not be empty"]
     not_multipart = await user.client.post("/api/assets", json=DATES)

@@ -5,11 +5,12 @@ streaming, concurrency, and the sweep of temp files a crash left behind."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import random
 import subprocess
-import time
+import sys
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from daemon import assets as asset_index
 from daemon.access import Principal
 from daemon.errors import InvalidInput, NotFoundOrNoAccess, QuotaExceeded, StorageFull
 from daemon.index import ASSETS, PENDING_METADATA, PENDING_THUMBNAILS, PENDING_VIDEO, USERS
+from daemon.serve import serve
+from daemon.storage_template import legacy_upload_path
 from daemon.upload_stream import IncomingFile, incoming_folder, receive_form, sweep_incoming
 from daemon.uploads import UploadService, parse_checksum, parse_form, safe_file_name
 
@@ -392,13 +395,63 @@ async def test_sidecar_lands_beside_the_original(services, owner):
     assert leftovers(services.settings.data_dir) == []
 
 
-def test_sweep_removes_only_stale_temp_files(tmp_path):
+KILLED_MID_UPLOAD = """
+import os, sys, time
+from pathlib import Path
+from daemon.upload_stream import _create_temp
+descriptor, path = _create_temp(Path(sys.argv[1]))
+os.write(descriptor, b"half an upload")
+print(path.name, flush=True)
+time.sleep(60)
+"""
+
+
+async def test_sweep_removes_the_temp_files_of_dead_processes_only(tmp_path):
     folder = tmp_path / "incoming"
-    folder.mkdir()
-    (folder / "old.part").write_bytes(b"x")
-    (folder / "fresh.part").write_bytes(b"y")
-    hours_ago = time.time() - 7200
-    os.utime(folder / "old.part", (hours_ago, hours_ago))
-    assert sweep_incoming(folder) == 1
-    assert os.listdir(folder) == ["fresh.part"]
+    running = await IncomingFile.create(folder, "running.jpg")  # an upload of this process, still receiving
+    await running.write(b"half")
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_UPLOAD, str(folder)], stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    killed = child.stdout.readline().strip()
+    assert killed in os.listdir(folder)
+    assert sweep_incoming(folder) == 0  # the child still holds its file
+    child.kill()  # SIGKILL: no cleanup runs, the kernel drops its lock
+    child.wait()
+    child.stdout.close()
+    (folder / "unlocked.part").write_bytes(b"x")  # a temp file of an older filmroll
+    assert sweep_incoming(folder) == 2
+    assert os.listdir(folder) == [running.path.name]
+    await running.discard()
     assert sweep_incoming(tmp_path / "missing") == 0
+
+
+async def test_the_daemon_cleans_up_after_killed_uploads_as_it_starts(settings):
+    """What a kill leaves: a temp file, and a landing cut between its rename and its index write (the marker and
+    the renamed original, no asset). A stored upload whose marker outlived the commit stays."""
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(functools.partial(serve, settings, stop=stop))
+        user = running.services.users.create(email="owner@example.com", password="pw", name="Owner")
+        body = multipart(DATES, {"assetData": ("kept.jpg", b"stored before the kill")})
+        stored = await running.services.uploads.upload(Principal(user=user), receiver([body]), BOUNDARY)
+        stop.set()
+    folder = incoming_folder(settings.data_dir)
+    (folder / "interrupted.part").write_bytes(b"half an upload")
+    kept_landing = legacy_upload_path(settings.data_dir, user.id, stored.asset_id, ".jpg")
+    (folder / f"{stored.asset_id}.landing").write_bytes(os.fsencode(kept_landing))
+    cut_id = uuid.uuid4()
+    cut = legacy_upload_path(settings.data_dir, user.id, cut_id, ".jpg")
+    cut.parent.mkdir(parents=True, exist_ok=True)
+    cut.write_bytes(b"renamed into place, never indexed")
+    Path(f"{cut}.xmp").write_bytes(b"<xmp/>")
+    (folder / f"{cut_id}.landing").write_bytes(os.fsencode(cut))
+
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(functools.partial(serve, settings, stop=stop))
+        assert os.listdir(folder) == []  # before any upload
+        assert not cut.exists() and not Path(f"{cut}.xmp").exists()
+        with running.services.index.read() as txn:
+            kept = asset_index.get(txn, stored.asset_id)
+        assert Path(os.fsdecode(kept.original_path)).read_bytes() == b"stored before the kill"
+        stop.set()
