@@ -191,6 +191,9 @@ def inotify_watches_in_use() -> int:
     return count
 
 
+@pytest.mark.reliability  # it lowers the machine-wide limit for a moment: every root process loses watches then.
+# `make test` covers the same fallback without touching the machine: a daemon in its own user namespace
+# (tests/reliability/test_faults.py::test_the_daemon_falls_back_to_polling_when_inotify_watches_run_out).
 async def test_running_out_of_inotify_watches_falls_back_to_polling(world, running, caplog):
     limit_file = Path("/proc/sys/fs/inotify/max_user_watches")
     if os.geteuid() != 0 or not os.access(limit_file, os.W_OK):
