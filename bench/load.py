@@ -1,7 +1,7 @@
 """Load: concurrent uploads and reads while a large library scan runs, against the same reads on a quiet daemon.
 
-    .venv/bin/python bench/load.py [--files 100000] [--uploads 50] [--readers 8] [--seconds 10] [--rounds 2]
-                                   [--media] [--tree DIR] [--scratch DIR]
+    .venv/bin/python bench/load.py [--files 100000] [--uploads 50] [--uploads-each 40] [--readers 8] [--seconds 10]
+                                   [--rounds 3] [--media] [--tree DIR] [--scratch DIR]
 
 A real `filmroll serve` on 127.0.0.1 (tests/e2e/live_daemon.py), an admin and a user whose external path is a
 generated tree of `--files` small fake photos (bench/scan.py's `build_tree`, reused from bench/out/). Before the
@@ -13,9 +13,10 @@ per request):
   1. quiet (the same-run reference): `--readers` tasks loop `GET /api/assets/{id}` and
      `GET /api/assets/{id}/thumbnail` over the seeded assets for `--seconds`;
   2. each load round: a new external library over the tree, `POST /api/libraries/{id}/scan`, and at the same time
-     `--uploads` tasks each uploading distinct real JPEGs back to back and the same readers as in 1. The round ends
-     once the scan has finished and at least `--seconds` have passed. Round 2 is round 1 again (a second library
-     over the same tree), so the daemon's RssAnon after it shows whether memory is flat.
+     `--uploads` tasks each uploading `--uploads-each` distinct real JPEGs back to back, and the same readers as
+     in 1. The round ends once the scan has finished and every uploader has made its uploads (a fixed amount of
+     work, not a time: every round uploads and scans exactly as much). Each later round is round 1 again (another
+     library over the same tree), so the daemon's RssAnon across rounds shows whether memory is flat.
 The daemon's RssAnon is sampled from /proc/<pid>/status every 100 ms, and the CPU time of the daemon and of this
 generator is printed per phase (on a shared 2-core machine a starved daemon shows as low CPU with high latency).
 Any non-2xx answer or exception is an error, and so is a scan that fails or imports less than the tree; there must
@@ -194,9 +195,10 @@ class LoadConfig:
     tree: Path  # the external files the scans import
     files: int  # how many files the tree holds (each scan must import them all)
     uploads: int = 50  # concurrent uploading tasks
+    uploads_each: int = 40  # uploads each uploading task makes per round, back to back
     readers: int = 8  # concurrent reading tasks
-    seconds: float = 10.0  # quiet phase length, and a load round's minimum length
-    rounds: int = 2
+    seconds: float = 10.0  # quiet phase length
+    rounds: int = 3
     seeds: int = 16  # uploaded JPEGs whose thumbnails the readers fetch
     upload_pixels: tuple[int, int] = (640, 480)  # the uploaded JPEGs' size (640x480 noise: ~100 KB)
     media: bool = False  # let the media queues work through the scanned and uploaded files during the load
@@ -277,12 +279,10 @@ async def _upload(client: httpx.AsyncClient, content: bytes, name: str, phase: P
 
 
 async def _uploader(client: httpx.AsyncClient, make: Callable[[], tuple[str, bytes]], phase: Phase,
-                    stop: trio.Event) -> None:  # fmt: skip
-    while True:  # at least one upload each, so all of them overlap the scan's start
+                    count: int) -> None:  # fmt: skip
+    for _ in range(count):
         name, content = make()
         await _upload(client, content, name, phase)
-        if stop.is_set():
-            return
 
 
 async def _library_jobs(admin: httpx.AsyncClient) -> tuple[bool, int, int]:
@@ -367,12 +367,13 @@ class LoadRun:
         phase = Phase(f"load {number}")
         async with _client(self.target, self.target.admin_key, 2) as admin, \
                 _client(self.target, self.target.user_key, self.config.uploads) as uploads:  # fmt: skip
-            async with self._readers(phase) as (nursery, stop):
+            async with (
+                self._readers(phase),
+                trio.open_nursery() as work,
+            ):  # the readers stop once work is done
                 for _ in range(self.config.uploads):
-                    nursery.start_soon(_uploader, uploads, self.next_upload, phase, stop)
-                await _scan(admin, self.owner_id, self.config, phase)
-                await trio.sleep(max(0.0, phase.started + self.config.seconds - time.perf_counter()))
-                stop.set()  # the uploaders finish the upload they are in
+                    work.start_soon(_uploader, uploads, self.next_upload, phase, self.config.uploads_each)
+                work.start_soon(_scan, admin, self.owner_id, self.config, phase)
         await trio.sleep(self.config.settle)
         phase.memory.settled = rss_anon_kib(self.target.pid)
         return phase
@@ -423,6 +424,16 @@ def run_load(daemon: LiveDaemon, config: LoadConfig) -> LoadResult:
 # --- the report -------------------------------------------------------------------------------------------------
 
 
+def round_growth(result: LoadResult) -> list[int]:
+    """How much each load round grew the daemon's settled RssAnon (KiB): round 1 from its start, every later round
+    from the round before's settled sample (so nothing between rounds goes uncounted)."""
+    growth, before = [], None
+    for phase in result.rounds:
+        growth.append(phase.memory.settled - (phase.memory.start if before is None else before))
+        before = phase.memory.settled
+    return growth
+
+
 def _ratio(loaded: float, quiet: float) -> str:
     return f"{loaded / quiet:7.2f}" if quiet else "      -"
 
@@ -443,8 +454,9 @@ def report(result: LoadResult, config: LoadConfig) -> None:
             print(f"{phase.name:10} {kind:10} {measured.count:7} {p50:8.1f} {p99:8.1f} {measured.quantile(1):8.1f} "
                   f"{_ratio(p50, reference.quantile(0.5))} {_ratio(p99, reference.quantile(0.99))}")  # fmt: skip
     print(
-        f"\nload rounds: a {config.files:,}-file library scan + {config.uploads} concurrent uploaders "
-        f"(~{len(base_jpeg(*config.upload_pixels)) // 1024} KiB JPEGs) + the readers; media queues {'running' if config.media else 'paused'}"
+        f"\nload rounds: a {config.files:,}-file library scan + {config.uploads} concurrent uploaders x "
+        f"{config.uploads_each} uploads (~{len(base_jpeg(*config.upload_pixels)) // 1024} KiB JPEGs) + the readers; "
+        f"media queues {'running' if config.media else 'paused'}"
     )
     print(f"{'phase':10} {'seconds':>8} {'scan s':>8} {'files/s':>8} {'imported':>9} {'uploads':>8} "
           f"{'up p50':>8} {'up p99':>8} {'up max':>8} {'errors':>7}")  # fmt: skip
@@ -455,14 +467,17 @@ def report(result: LoadResult, config: LoadConfig) -> None:
               f"{phase.upload.quantile(0.99):8.1f} {phase.upload.quantile(1):8.1f} {phase.errors.count:7}")  # fmt: skip
     print(
         f"\ndaemon RssAnon (MiB), sampled every {SAMPLE_INTERVAL * 1000:.0f} ms; settled = {config.settle:.0f} s "
-        "after the round's scan and clients finished; CPU % of one core (daemon: its process and threads, not its worker processes)"
+        "after the round's scan and clients finished; growth = settled - the round before's settled (round 1: - its "
+        "start), and per upload (KiB); CPU % of one core (daemon: its process and threads, not its worker processes)"
     )
-    print(f"{'phase':10} {'start':>8} {'peak':>8} {'end':>8} {'settled':>8} {'growth':>8} {'daemon %':>9} "
-          f"{'client %':>9}")  # fmt: skip
-    for phase in [quiet, *result.rounds]:
+    print(f"{'phase':10} {'start':>8} {'peak':>8} {'end':>8} {'settled':>8} {'growth':>8} {'KiB/up':>7} "
+          f"{'daemon %':>9} {'client %':>9}")  # fmt: skip
+    growths = [quiet.memory.settled - quiet.memory.start, *round_growth(result)]
+    for phase, growth in zip([quiet, *result.rounds], growths, strict=True):
         memory, wall = phase.memory, phase.seconds or 1.0
+        per_upload = f"{growth / len(phase.uploads):+7.1f}" if phase.uploads else "      -"
         print(f"{phase.name:10} {memory.start / 1024:8.1f} {memory.peak / 1024:8.1f} {memory.end / 1024:8.1f} "
-              f"{memory.settled / 1024:8.1f} {(memory.settled - memory.start) / 1024:+8.1f} "
+              f"{memory.settled / 1024:8.1f} {growth / 1024:+8.1f} {per_upload} "
               f"{100 * phase.daemon_cpu / wall:9.0f} {100 * phase.client_cpu / wall:9.0f}")  # fmt: skip
     errors = [example for phase in [quiet, *result.rounds] for example in phase.errors.examples]
     total = sum(phase.errors.count for phase in [quiet, *result.rounds])
@@ -477,10 +492,12 @@ def main() -> None:
         "--files", type=int, default=100_000, help="files in the scanned tree (default 100000)"
     )
     parser.add_argument("--uploads", type=int, default=50, help="concurrent uploading tasks (default 50)")
+    parser.add_argument("--uploads-each", type=int, default=40,
+                        help="uploads each uploading task makes per round (default 40)")  # fmt: skip
     parser.add_argument("--readers", type=int, default=8, help="concurrent reading tasks (default 8)")
     parser.add_argument("--seconds", type=float, default=10.0,
-                        help="quiet phase length and a round's minimum length (default 10)")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=2, help="load rounds (default 2)")
+                        help="quiet phase length (default 10)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="load rounds (default 3)")
     parser.add_argument("--media", action="store_true", help="keep the media queues running during the load")
     parser.add_argument(
         "--tree", type=Path, default=None, help="the tree to scan (default bench/out/tree-N-N/100)"
@@ -491,8 +508,8 @@ def main() -> None:
     folders = max(1, args.files // 100)
     tree = args.tree or ROOT / "bench" / "out" / f"tree-{args.files}-{folders}"
     build_tree(tree, args.files, folders)
-    config = LoadConfig(tree=tree, files=args.files, uploads=args.uploads, readers=args.readers,
-                        seconds=args.seconds, rounds=args.rounds, media=args.media)  # fmt: skip
+    config = LoadConfig(tree=tree, files=args.files, uploads=args.uploads, uploads_each=args.uploads_each,
+                        readers=args.readers, seconds=args.seconds, rounds=args.rounds, media=args.media)  # fmt: skip
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch, \
             running_daemon(Path(scratch) / "daemon") as daemon:  # fmt: skip
         result = run_load(daemon, config)
