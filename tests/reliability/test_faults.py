@@ -37,6 +37,7 @@ import random
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,7 +52,8 @@ from daemon import job_queue
 from daemon.access import Principal
 from daemon.check import check_index
 from daemon.errors import StorageFull
-from daemon.index import USER_BY_EMAIL, Index
+from daemon.index import ASSETS, USER_BY_EMAIL, Index
+from daemon.records import PendingJob
 from daemon.scan import ScanMode
 from daemon.services import Services
 from tests.e2e.live_daemon import (
@@ -93,6 +95,7 @@ def unmount(folder: Path) -> None:
         if not os.path.ismount(folder):
             return
         subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+    assert not os.path.ismount(folder), f"{folder} is still mounted"
 
 
 def fill(folder: Path) -> Path:
@@ -191,23 +194,30 @@ def is_up(live: LiveDaemon) -> bool:
 # --- the index, read beside the running daemon (as `filmroll check` does) ---------------------------------------
 
 
-def library_files(data_dir: Path, library_id: str) -> dict[bytes, tuple[uuid.UUID, bool]]:
+def library_files(data_dir: Path, library_id: str) -> dict[Path, tuple[uuid.UUID, bool]]:
     """path -> (asset id, offline) of every asset of the library."""
     with Index(data_dir / "index", readonly=True) as index, index.read() as txn:
         return {
-            path: (entry.asset_id, entry.offline)
+            Path(os.fsdecode(path)): (entry.asset_id, entry.offline)
             for path, entry in asset_index.of_library(txn, uuid.UUID(library_id))
         }
 
 
+def asset_ids(state: dict[Path, tuple[uuid.UUID, bool]]) -> dict[Path, uuid.UUID]:
+    return {path: asset_id for path, (asset_id, _) in state.items()}
+
+
+def pending_jobs(index: Index, queue: str) -> dict[uuid.UUID, PendingJob]:
+    """asset id -> its pending job in `queue` (waiting, running, or failed an attempt and waiting for a retry)."""
+    with index.read() as txn:
+        return {uuid.UUID(bytes=key): job for key, job in txn.items(job_queue.QUEUE_TABLES[queue])}
+
+
 def pending_errors(data_dir: Path, queue: str) -> dict[uuid.UUID, str]:
     """asset id -> the last error of its pending job, for jobs that failed an attempt and wait for a retry."""
-    with Index(data_dir / "index", readonly=True) as index, index.read() as txn:
-        return {
-            uuid.UUID(bytes=key): job.last_error
-            for key, job in txn.items(job_queue.QUEUE_TABLES[queue])
-            if job.last_error
-        }
+    with Index(data_dir / "index", readonly=True) as index:
+        jobs = pending_jobs(index, queue)
+    return {asset_id: job.last_error for asset_id, job in jobs.items() if job.last_error}
 
 
 # --- the data directory's filesystem full during thumbnailing ----------------------------------------------------
@@ -225,17 +235,19 @@ def test_thumbnails_on_a_full_disk_fail_clearly_and_are_rendered_once_space_is_f
         filler = fill(derived)
         library_id = external_library(live, external, external / "photos")
         scan(live, library_id)
-        ids = {uuid_: os.fsdecode(path) for path, (uuid_, _) in library_files(data_dir, library_id).items()}
+        ids = set(asset_ids(library_files(data_dir, library_id)).values())
         assert len(ids) == 3
 
         # Every render fails for want of space, with a reason naming the file it could not write, and is retried.
         errors = wait_for(
-            lambda: (found := pending_errors(data_dir, job_queue.THUMBNAILS)).keys() == ids.keys() and found,
+            lambda: (found := pending_errors(data_dir, job_queue.THUMBNAILS)).keys() == ids and found,
             "a failed attempt of every thumbnail",
         )
         for asset_id, reason in errors.items():  # the derived file it could not write, and why
             assert reason.startswith(str(derived)) and str(asset_id) in reason, reason
             assert reason.endswith(": No space left on device"), reason
+        queue_command(live, job_queue.THUMBNAILS, "pause")  # no retry mid-attempt while the files are counted
+        wait_for(lambda: media_idle(live), "the running attempts to end")
         assert files_below(derived) == {filler}  # nothing half-written, not even a temp file
         with live.client() as client:
             for asset_id in ids:
@@ -245,6 +257,7 @@ def test_thumbnails_on_a_full_disk_fail_clearly_and_are_rendered_once_space_is_f
 
         # Space comes back: the retries render every thumbnail, whole.
         filler.unlink()
+        queue_command(live, job_queue.THUMBNAILS, "resume")
         for asset_id in ids:
             live.wait_for_thumbnail(str(asset_id), timeout=60)
             with live.client() as client:
@@ -301,6 +314,7 @@ def test_a_full_data_directory_answers_507_fails_scans_clearly_and_loses_nothing
         pause_media(live)
         wait_for(lambda: media_idle(live), "the media queues to finish")
         filler = fill(data_dir)
+        uploads = files_below(data_dir / "upload")
 
         reply = live.upload(photos[0], deviceAssetId="full")
         assert reply.status_code == 507 and "free space" in reply.json()["message"], reply.text
@@ -319,11 +333,13 @@ def test_a_full_data_directory_answers_507_fails_scans_clearly_and_loses_nothing
         assert any("scan failed: Not enough free space to write the index" in entry["message"]
                    for entry in log_entries(live.log))  # fmt: skip
         assert library_files(data_dir, library_id) == before
-        assert not list((data_dir / "upload" / ".incoming").iterdir())
+        # the refused upload left nothing, not even a temp file
+        assert files_below(data_dir / "upload") == uploads
         assert is_up(live)
 
         filler.unlink()  # space again: everything works, nothing was lost
-        wait_for_scans_after_failure(live, request_scan(live, library_id), finished)
+        request_scan(live, library_id)
+        wait_for_scans_after_failure(live, finished)
         after = library_files(data_dir, library_id)
         assert {path: after[path] for path in before} == before
         assert len(after) == len(before) + len(later)
@@ -339,31 +355,55 @@ def test_media_jobs_on_a_full_data_directory_stay_pending_and_the_daemon_stays_u
     external = tmp_path / "external"
     for n in range(3):
         jpeg(external / "photos" / f"IMG_{n}.jpg")
-    make_tree(external / "photos" / "junk", 300)
+    make_tree(external / "photos" / "junk", 20)  # bad media, which would fail for good if that could be noted
     data_dir = tmp_path / "daemon" / "data"
+    media = (job_queue.METADATA, job_queue.THUMBNAILS)
     with tmpfs(data_dir, "16m"), running_daemon(tmp_path / "daemon", **FAST_RETRIES) as live:
         library_id = external_library(live, external, external / "photos")
         pause_media(live)
-        scan(live, library_id)
-        filler = fill(data_dir)
-        for queue in (job_queue.METADATA, job_queue.THUMBNAILS, job_queue.VIDEO):
-            queue_command(live, queue, "resume")
+        # A reader held from here on keeps LMDB from reusing the pages the scan frees: once the filesystem is
+        # full, no write transaction of the daemon can find a page.
+        with Index(data_dir / "index", readonly=True) as index, index.read():
+            scan(live, library_id)
+            with index.read() as txn:
+                assets = {uuid.UUID(bytes=key) for key, _ in txn.items(ASSETS)}
+            assert len(assets) == 23
+            filler = fill(data_dir)
+            with live.client() as client:
+                reply = client.post("/api/albums", json={"albumName": "no room"})
+            assert reply.status_code == 507, reply.text  # the index cannot take a write
+            for queue in media:
+                queue_command(live, queue, "resume")
 
-        def met_the_full_disk() -> bool:
-            return any("stay pending" in entry["message"] or "No space left" in entry["message"]
-                       for entry in log_entries(live.log))  # fmt: skip
+            def stay_pending(queue: str) -> bool:
+                return any(
+                    entry["message"].startswith(
+                        f"queue {queue}: Not enough free space to write the index at {data_dir / 'index'}"
+                    )
+                    and entry["message"].endswith("job(s) stay pending")
+                    for entry in log_entries(live.log)
+                )
 
-        wait_for(met_the_full_disk, "a media job to meet the full disk")
-        assert is_up(live)
+            for queue in media:
+                wait_for(lambda q=queue: stay_pending(q), f"{queue} to keep its jobs pending")
+            with live.client() as client:
+                counts = {queue: client.get("/api/jobs").json()[queue]["jobCounts"] for queue in media}
+            for queue in media:  # every job still there, none failed, none with a failure noted
+                assert counts[queue]["failed"] == 0, counts
+                assert counts[queue]["waiting"] + counts[queue]["active"] == len(assets), counts
+                jobs = pending_jobs(index, queue)
+                assert jobs.keys() == assets and not any(job.attempts for job in jobs.values()), jobs
+            assert is_up(live)
+
         filler.unlink()
         photos = [asset_id for path, (asset_id, _) in library_files(data_dir, library_id).items()
-                  if b"/junk/" not in path]  # fmt: skip
+                  if "junk" not in path.parts]  # fmt: skip
         for asset_id in photos:
             live.wait_for_thumbnail(str(asset_id), timeout=90)
         assert is_up(live)
 
 
-def wait_for_scans_after_failure(live: LiveDaemon, finished_before: int, failed_scan: int) -> None:
+def wait_for_scans_after_failure(live: LiveDaemon, failed_scan: int) -> None:
     def done() -> bool:
         counts = library_jobs(live)
         return not counts["active"] and not counts["waiting"] and counts["completed"] > failed_scan
@@ -374,30 +414,59 @@ def wait_for_scans_after_failure(live: LiveDaemon, finished_before: int, failed_
 # --- files vanishing while a scan runs ---------------------------------------------------------------------------
 
 
-def crawling(live: LiveDaemon, root: Path) -> bool:
-    """Does the daemon's scan worker (`python -m daemon.scan_worker`) hold a folder below `root` open, i.e. is it
-    crawling there right now?"""
+def scan_worker(live: LiveDaemon) -> int | None:
+    """The pid of the daemon's scan worker process (`python -m daemon.scan_worker`), while a scan runs."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as stream:
                 parent = int(stream.read().rsplit(")", 1)[1].split()[1])
-            if (
-                parent != live.process.pid
-                or b"daemon.scan_worker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ):
-                continue
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(root)):
-                    return True
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if parent == live.process.pid and b"daemon.scan_worker" in command:
+                return int(pid)
         except (OSError, ValueError, IndexError):
             continue
-    return False
+    return None
 
 
-def crawl_started(live: LiveDaemon, root: Path, finished_before: int) -> bool:
-    """The scan is crawling `root`, or (it was too quick to catch) has finished."""
-    counts = library_jobs(live)
-    return crawling(live, root) or counts["completed"] + counts["failed"] > finished_before
+def process_state(pid: int) -> str | None:
+    """R, S, T (stopped), Z ... ; None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def open_paths(pid: int) -> set[Path]:
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd") if process_state(pid) else []:
+        try:
+            found.add(Path(os.readlink(f"/proc/{pid}/fd/{fd}")))
+        except OSError:
+            continue
+    return found
+
+
+@contextmanager
+def stopped_mid_crawl(live: LiveDaemon, folders: list[Path]) -> Iterator[Path]:
+    """Catch the daemon's scan worker with one of `folders` (sorted: the crawl's order) open, but not the last one,
+    and keep it stopped (SIGSTOP) inside the `with`: a fault made there happens mid-crawl, with at least the last
+    folder still ahead. Yields the folder it is in. Fails if the scan ends before it could be caught."""
+    pid = wait_for(lambda: scan_worker(live), "the scan worker", interval=0.002)
+    while True:
+        try:  # stopped at random moments, until it is in one of the folders
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            raise AssertionError("the scan ended before its worker was caught crawling") from None
+        wait_for(lambda: process_state(pid) in ("T", "Z", None), "the worker to stop", interval=0.0005)
+        held = open_paths(pid) & set(folders[:-1])
+        if held:
+            break
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.002)
+    try:
+        yield held.pop()
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def make_tree(root: Path, count: int) -> list[Path]:
@@ -408,9 +477,9 @@ def make_tree(root: Path, count: int) -> list[Path]:
     return files
 
 
-def online_and_offline(state: dict[bytes, tuple[uuid.UUID, bool]]) -> tuple[set[Path], set[Path]]:
-    online = {Path(os.fsdecode(path)) for path, (_, offline) in state.items() if not offline}
-    offline = {Path(os.fsdecode(path)) for path, (_, offline) in state.items() if offline}
+def online_and_offline(state: dict[Path, tuple[uuid.UUID, bool]]) -> tuple[set[Path], set[Path]]:
+    online = {path for path, (_, offline) in state.items() if not offline}
+    offline = {path for path, (_, offline) in state.items() if offline}
     return online, offline
 
 
@@ -421,29 +490,38 @@ def test_files_vanishing_during_a_scan(tmp_path, count, rounds):
     external = tmp_path / "external"
     root = external / "photos"
     files = make_tree(root, count)
+    folders = sorted({path.parent for path in files})
     chosen = random.Random(10).sample(files, count * 2 // 5)
-    batches = [chosen[n::rounds] for n in range(rounds)]
+    batches = [set(chosen[n::rounds]) for n in range(rounds)]
+    gone: set[Path] = set()  # deleted in an earlier round
+    ids: dict[Path, uuid.UUID] = {}  # every path indexed so far, and its asset
     with running_daemon(tmp_path / "daemon") as live:
         pause_media(live)
         library_id = external_library(live, external, root)
-        for round_, doomed in enumerate(
-            batches
-        ):  # imports and full refreshes, each losing files as it crawls
+        # imports and full refreshes, each losing files as it crawls
+        for round_, doomed in enumerate(batches):
             finished = request_scan(live, library_id, refreshAllFiles=round_ % 2 == 1)
-            wait_for(lambda f=finished: crawl_started(live, root, f), "the crawl", interval=0.002)
-            for path in doomed:
-                path.unlink()
+            with stopped_mid_crawl(live, folders) as reached:
+                for path in doomed:
+                    path.unlink()
             wait_for_scans(live, finished)
-            online, offline = online_and_offline(library_files(live.data_dir, library_id))
-            assert online | offline <= set(files) and offline <= set(chosen)
-        ids = {path: asset_id for path, (asset_id, _) in library_files(live.data_dir, library_id).items()}
+            state = library_files(live.data_dir, library_id)
+            online, offline = online_and_offline(state)
+            assert online | offline <= set(files)
+            assert set(files) - gone - doomed <= online  # every file still there
+            assert not online & gone  # files gone before the scan: offline if indexed
+            ahead = {path for path in doomed if path.parent > reached}
+            assert not online & ahead  # and those deleted before the crawl reached their folder
+            # nothing indexed was dropped, nobody's identity changed
+            assert asset_ids(state).items() >= ids.items()
+            ids = asset_ids(state)
+            gone |= doomed
         scan(live, library_id)  # a quiet scan settles what the busy ones could not see
         state = library_files(live.data_dir, library_id)
         online, offline = online_and_offline(state)
-        assert online == set(files) - set(chosen) and offline <= set(chosen)
-        assert {path: asset_id for path, (asset_id, _) in state.items() if path in ids} == {
-            path: ids[path] for path in state if path in ids
-        }  # nobody's identity changed
+        assert online == set(files) - gone
+        assert offline == gone & ids.keys()  # every vanished file that was indexed: still there, offline
+        assert asset_ids(state) == ids
         assert is_up(live)
 
 
@@ -455,27 +533,33 @@ def test_an_import_path_unmounted_during_a_scan_goes_offline_and_returns(tmp_pat
     drive = external / "drive"
     with tmpfs(drive, "64m"), running_daemon(tmp_path / "daemon") as live:
         files = make_tree(drive, 2000)
+        folders = sorted({path.parent for path in files})
         pause_media(live)
         library_id = external_library(live, external, drive)
         scan(live, library_id)
-        ids = {path: asset_id for path, (asset_id, _) in library_files(live.data_dir, library_id).items()}
-        assert len(ids) == len(files)
+        ids = asset_ids(library_files(live.data_dir, library_id))
+        assert ids.keys() == set(files)
 
         finished = request_scan(live, library_id, refreshAllFiles=True)  # re-examines every known file
-        wait_for(lambda: crawl_started(live, drive, finished), "the crawl", interval=0.002)
-        unmount(drive)  # the disk is pulled (lazily: the scan may hold it open); an empty mount point remains
+        with stopped_mid_crawl(live, folders) as reached:
+            unmount(drive)  # the disk is pulled (lazily: the crawl holds it open); an empty mount point stays
         wait_for_scans(live, finished)
-        scan(live, library_id)
+        # The folders the crawl had not reached are gone for it: their files are offline, none deleted. (The
+        # folders it held open still read from the detached filesystem: what it had seen there stays as it was.)
         state = library_files(live.data_dir, library_id)
-        assert {path: asset_id for path, (asset_id, _) in state.items()} == ids  # offline, never deleted
-        assert all(offline for _, offline in state.values())
+        assert asset_ids(state) == ids
+        ahead = [path for path in files if path.parent > reached]
+        assert ahead and all(state[path][1] for path in ahead)
+
+        scan(live, library_id)  # a scan with the disk gone: all of it offline, never deleted
+        state = library_files(live.data_dir, library_id)
+        assert asset_ids(state) == ids and all(offline for _, offline in state.values())
 
         with tmpfs(drive, "64m"):  # plugged back in, the same files
             make_tree(drive, 2000)
             scan(live, library_id)
             state = library_files(live.data_dir, library_id)
-            assert {path: asset_id for path, (asset_id, _) in state.items()} == ids
-            assert not any(offline for _, offline in state.values())
+            assert asset_ids(state) == ids and not any(offline for _, offline in state.values())
             with live.client() as client:
                 assert client.get(f"/api/libraries/{library_id}").json()["assetCount"] == len(files)
 
@@ -499,15 +583,17 @@ def start_with_few_watches(
              *FILMROLL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stream, env=environ,
         )  # fmt: skip
-    url = wait_for(
-        lambda: (
-            process.poll() is None
-            and next(
-                (e["url"] for e in log_entries(log) if e.get("message", "").startswith("listening on ")), None
-            )
-        ),
-        "the daemon to listen",
-    )
+
+    def listening() -> str | None:
+        entries = log_entries(log) if process.poll() is None else []
+        return next((e["url"] for e in entries if e.get("message", "").startswith("listening on ")), None)
+
+    try:
+        url = wait_for(listening, "the daemon to listen")
+    except BaseException:  # it never listened: not left running
+        process.kill()
+        process.wait()
+        raise
     return process, url
 
 
@@ -611,7 +697,8 @@ def busy_workers(live: LiveDaemon, min_rss_kib: int) -> list[int]:
 def test_a_thumbnail_worker_killed_from_outside_costs_one_attempt(tmp_path):
     external = tmp_path / "external"
     pictures = big_pngs(external / "big", 2)
-    with running_daemon(tmp_path / "daemon", **FAST_RETRIES) as live:
+    retries = {**FAST_RETRIES, "FILMROLL_JOB__RETRY_DELAY": "5"}  # the failed attempt stays readable a while
+    with running_daemon(tmp_path / "daemon", **retries) as live:
         for queue in (job_queue.METADATA, job_queue.VIDEO):  # only render workers run
             queue_command(live, queue, "pause")
         library_id = external_library(live, external, external / "big")
@@ -620,11 +707,16 @@ def test_a_thumbnail_worker_killed_from_outside_costs_one_attempt(tmp_path):
             lambda: busy_workers(live, 150_000)[:1], "a worker decoding a big picture", interval=0.01
         )
         os.kill(victim, signal.SIGKILL)
-        died = wait_for(
-            lambda: [e["message"] for e in log_entries(live.log) if "worker process died" in e["message"]],
-            "the failed attempt",
-        )
-        assert any(str(path) in message for message in died for path in pictures), died
+
+        def failed_attempts() -> dict[uuid.UUID, PendingJob]:
+            with Index(live.data_dir / "index", readonly=True) as index:
+                jobs = pending_jobs(index, job_queue.THUMBNAILS)
+            return {asset_id: job for asset_id, job in jobs.items() if job.attempts}
+
+        (job,) = wait_for(failed_attempts, "the failed attempt").values()
+        assert job.attempts == 1, job  # one attempt, of the one job that was running there
+        assert "the worker process died" in job.last_error, job.last_error
+        assert any(job.last_error.startswith(str(path)) for path in pictures), job.last_error
         assert is_up(live)
         for asset_id, _ in library_files(live.data_dir, library_id).values():
             live.wait_for_thumbnail(str(asset_id), timeout=120)  # the retry, in a fresh worker, renders it
