@@ -1,6 +1,14 @@
 """Shared fixtures: real LMDB indexes in tmp_path, the real daemon serving HTTP on 127.0.0.1:0, real HTTP clients.
 
 A test that logs an unexpected ERROR fails (mark it `allow_error_logs` when the error is what it tests).
+
+Originals untouched (issue 10), for every test that runs `filmroll serve` as a process (tests/e2e/live_daemon.py:
+`start_daemon`, `running_daemon`): the originals under the temporary folders of its daemons are fingerprinted when
+a daemon starts, before the test body while one runs, and whenever the test hands files over (`LiveDaemon.upload`,
+`record_originals`); after the test and its fixtures any difference fails it, naming the file. A test that ran a
+daemon but recorded no original fails too, unless marked `no_originals` (it hands the daemon no files). Tests that
+change originals on purpose declare them (`originals_changed`); tests in other files that cannot are named in
+`GUARD_EXCEPTIONS`, with the reason.
 """
 
 from __future__ import annotations
@@ -20,12 +28,66 @@ from daemon.config import Settings, load_settings
 from daemon.index import Index
 from daemon.serve import serve
 from daemon.services import Services
+from tests.e2e.live_daemon import Originals, install_originals, running_roots
 
 ADMIN = {"email": "admin@example.com", "password": "admin-password", "name": "Admin"}
 
 
+GUARD_EXCEPTIONS: dict[str, tuple[str, str]] = {
+    # test (any parameters) -> (marker, why): the tests that change originals on purpose, or hand a daemon none,
+    # and cannot say so themselves (`originals_changed`, a marker)
+    "tests/reliability/test_faults.py::test_files_vanishing_during_a_scan": (
+        "originals_deleted", "deletes import-path files while a scan runs: the fault it tests"),
+    "tests/reliability/test_crash_trials.py::test_sigkill_at_random_moments_loses_and_leaves_nothing": (
+        "originals_deleted", "deletes library files between trials, while the daemon is down"),
+    "tests/reliability/test_faults.py::test_an_import_path_unmounted_during_a_scan_goes_offline_and_returns": (
+        "no_originals", "its originals are on a tmpfs it mounts and pulls out; mount points are not fingerprinted"),
+    "tests/e2e/test_service.py::test_notify_ready_status_watchdog_and_stopping": (
+        "no_originals", "hands the daemon no files"),
+}  # fmt: skip
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_error_logs: the test expects ERROR log records")
+    config.addinivalue_line("markers", "no_originals: the test runs a daemon but hands it no original files")
+    config.addinivalue_line("markers", "originals_deleted: the test deletes originals on purpose")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if exception := GUARD_EXCEPTIONS.get(item.nodeid.split("[")[0]):
+            marker, why = exception
+            item.add_marker(getattr(pytest.mark, marker)(reason=why))
+
+
+@pytest.fixture(autouse=True)
+def originals_untouched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Originals]:
+    guard = Originals(tmp_path_factory.getbasetemp())
+    install_originals(guard)
+    try:
+        yield guard
+        deletes = request.node.get_closest_marker("originals_deleted") is not None
+        changed = guard.differences(allow_gone=deletes)
+        assert not changed, "originals changed during the test:\n" + "\n".join(changed)
+        assert not guard.daemons or guard.recorded or request.node.get_closest_marker("no_originals"), (
+            "the test ran a daemon but fingerprinted no original: record the files it hands over "
+            "(`record_originals`) or mark it `no_originals`"
+        )
+    finally:
+        install_originals(None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Before the test body (its fixtures have made their files), with a daemon running: fingerprint the
+    originals."""
+    guard = item.funcargs.get("originals_untouched")
+    if isinstance(guard, Originals) and (roots := running_roots()):
+        guard.daemons += 1
+        guard.record(*roots, *[path for path in [item.funcargs.get("tmp_path")] if path])
+    return (yield)
 
 
 @pytest.fixture(autouse=True)

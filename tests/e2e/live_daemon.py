@@ -6,11 +6,14 @@ directory per test. On the way out the daemon must stop cleanly on SIGTERM, must
 `filmroll check` must find its index consistent, and every upload original must still hold the bytes it was
 accepted with (`uploads_untouched`).
 
-Originals untouched (issue 10): `Originals` fingerprints (SHA-1, size, mtime, mode) every original — a media file or
-sidecar outside the daemons' data directories — under the test's temporary folders, and later compares. The
-e2e suites install one per test (tests/e2e/conftest.py); `start_daemon` and `LiveDaemon.upload` then record what
-exists at that moment too, so files a test creates before handing them to a daemon are covered. A test that
-changes originals on purpose declares them with `originals_changed(path)` first.
+Originals untouched (issue 10): `Originals` fingerprints (SHA-1, size, mtime, ctime, inode, mode, owner) every
+original — a media file or sidecar outside the daemons' data directories — under the test's temporary folders, and
+later compares. tests/conftest.py installs one for every test; it records whenever a daemon is involved: when
+`start_daemon` starts one (the folder of its data directory), before the test body if one is running, and when
+the test hands files over (`LiveDaemon.upload`, or `record_originals()` in a client helper). A test that ran a
+daemon and recorded nothing fails unless it is marked `no_originals`. A test that changes originals on purpose
+declares them with `originals_changed(path)` first; tests/conftest.py's `GUARD_EXCEPTIONS` names the tests of other
+files that cannot.
 """
 
 from __future__ import annotations
@@ -56,7 +59,11 @@ class Fingerprint:
     sha1: str
     size: int
     mtime_ns: int
+    ctime_ns: int  # chmod, chown, xattrs and links change it; reading does not
+    inode: int  # replaced by a rename, even with the same bytes and mtime
     mode: int
+    uid: int
+    gid: int
 
 
 def _under(path: bytes, folders: set[bytes]) -> bool:
@@ -71,6 +78,7 @@ class Originals:
     def __init__(self, basetemp: Path):
         self.basetemp = os.fsencode(basetemp.resolve())
         self.recorded: dict[bytes, Fingerprint] = {}
+        self.daemons = 0  # daemons the test started or talked to (a daemon and nothing recorded: a mistake)
         self._hashes: dict[tuple[int, ...], str] = {}  # hard links and rescans are hashed once
 
     def root_of(self, path: Path) -> Path | None:
@@ -118,16 +126,20 @@ class Originals:
                     self._hashes[key] = hashlib.file_digest(stream, "sha1").hexdigest()
         except FileNotFoundError:
             return None
-        return Fingerprint(self._hashes[key], facts.st_size, facts.st_mtime_ns, stat.S_IMODE(facts.st_mode))
+        return Fingerprint(
+            self._hashes[key], facts.st_size, facts.st_mtime_ns, facts.st_ctime_ns, facts.st_ino,
+            stat.S_IMODE(facts.st_mode), facts.st_uid, facts.st_gid,
+        )  # fmt: skip
 
-    def differences(self) -> list[str]:
-        """Every recorded original that is gone or differs now, unless the test declared it changed."""
+    def differences(self, allow_gone: bool = False) -> list[str]:
+        """Every recorded original that is gone (unless `allow_gone`) or differs now, unless the test declared it
+        changed."""
         found = []
         for path, before in self.recorded.items():
             if _under(path, _DATA_DIRS) or _under(path, _CHANGED):
                 continue
             now = self._fingerprint(path)
-            if now != before:
+            if now != before and not (now is None and allow_gone):
                 found.append(f"{os.fsdecode(path)!r}: {before} -> {now or 'gone'}")
         return found
 
@@ -145,9 +157,11 @@ def install_originals(guard: Originals | None) -> None:
 
 
 def record_originals(*paths: Path) -> None:
-    """Fingerprint the originals under `paths` now (before a daemon sees them), if a guard is installed."""
+    """Fingerprint the originals under `paths` now (before a daemon sees them), if a guard is installed; with no
+    `paths`, those under the temporary folders of the running daemons (where a test makes the files it hands to
+    its daemon): what a helper that hands files to a daemon calls first."""
     if _active is not None:
-        _active.record(*paths)
+        _active.record(*(paths or running_roots()))
 
 
 def running_roots() -> list[Path]:
@@ -191,8 +205,10 @@ def start_daemon(data_dir: Path, log: Path, **env: str) -> tuple[subprocess.Pope
     pipe); returns once it logs `listening on <url>`. Watching and the nightly scan are off unless `env` turns
     them on: these tests decide when anything happens. Originals that exist now are fingerprinted (`Originals`)."""
     _DATA_DIRS.add(os.fsencode(Path(data_dir).resolve()))
-    if _active is not None and (root := _active.root_of(data_dir)) is not None:
-        _active.record(root)
+    if _active is not None:
+        _active.daemons += 1
+        if (root := _active.root_of(data_dir)) is not None:
+            _active.record(root)
     environ = {
         **os.environ,
         "FILMROLL_LOG_FORMAT": "json",

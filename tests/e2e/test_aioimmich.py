@@ -30,7 +30,7 @@ from aioimmich.exceptions import (
 from aioimmich.server.models import ByUserUsage, ImmichServerVersion, ImmichServerVersionCheck
 from aioimmich.users.models import AvatarColor, UserStatus
 
-from tests.e2e.live_daemon import LiveDaemon, iso_utc, running_daemon, sha1_base64
+from tests.e2e.live_daemon import LiveDaemon, iso_utc, record_originals, running_daemon, sha1_base64
 from tests.media_files import jpeg, png, video
 
 T = TypeVar("T")
@@ -45,7 +45,9 @@ def live_daemon(tmp_path: Path) -> Iterator[LiveDaemon]:
 
 
 def run(daemon: LiveDaemon, scenario: Callable[[Immich], Awaitable[T]], api_key: str | None = None) -> T:
-    """Set up aioimmich exactly as Home Assistant does (plain http, host and port) and run `scenario` with it."""
+    """Set up aioimmich exactly as Home Assistant does (plain http, host and port) and run `scenario` with it.
+    The files the test made for it to upload are fingerprinted first (originals untouched)."""
+    record_originals()
 
     async def main() -> T:
         async with aiohttp.ClientSession() as session:
@@ -78,6 +80,7 @@ def raises_exactly(kind: type[Exception], scenario: Callable[[Immich], Awaitable
 # -- server and user: what the config flow and the 60 s poll read ----------------------------------------------------
 
 
+@pytest.mark.no_originals
 def test_setup_reads_version_3(live_daemon: LiveDaemon):
     async def scenario(immich: Immich):
         return immich.api.version, await immich.server.async_get_version()
@@ -86,6 +89,7 @@ def test_setup_reads_version_3(live_daemon: LiveDaemon):
     assert setup_version == version == ImmichServerVersion(major=3, minor=0, patch=3, prerelease=None)
 
 
+@pytest.mark.no_originals
 def test_server_about(live_daemon: LiveDaemon):
     about = run(live_daemon, lambda immich: immich.server.async_get_about_info())
     assert about.version == "v3.0.3"
@@ -94,6 +98,7 @@ def test_server_about(live_daemon: LiveDaemon):
     assert about.libvips is None  # api-compat.md §3: omitted
 
 
+@pytest.mark.no_originals
 def test_server_storage(live_daemon: LiveDaemon):
     storage = run(live_daemon, lambda immich: immich.server.async_get_storage_info())
     stats = os.statvfs(live_daemon.data_dir)
@@ -105,6 +110,7 @@ def test_server_storage(live_daemon: LiveDaemon):
         assert re.fullmatch(r"\d+\.\d (B|KiB|MiB|GiB|TiB|PiB)", text), text
 
 
+@pytest.mark.no_originals
 def test_server_statistics_of_an_empty_server(live_daemon: LiveDaemon):
     statistics = run(live_daemon, lambda immich: immich.server.async_get_server_statistics())
     assert (statistics.photos, statistics.videos, statistics.usage) == (0, 0, 0)
@@ -114,11 +120,13 @@ def test_server_statistics_of_an_empty_server(live_daemon: LiveDaemon):
     assert statistics.usage_by_user == [admin]
 
 
+@pytest.mark.no_originals
 def test_version_check(live_daemon: LiveDaemon):
     check = run(live_daemon, lambda immich: immich.server.async_get_version_check())
     assert check == ImmichServerVersionCheck(checked_at=None, release_version=None)
 
 
+@pytest.mark.no_originals
 def test_users_me(live_daemon: LiveDaemon):
     me = run(live_daemon, lambda immich: immich.users.async_get_my_user())
     assert me.user_id == live_daemon.admin["id"]
@@ -129,6 +137,7 @@ def test_users_me(live_daemon: LiveDaemon):
     assert me.created_at.tzinfo is not None and me.updated_at is not None
 
 
+@pytest.mark.no_originals
 def test_repeated_requests_stay_correct_with_the_etag_cache(live_daemon: LiveDaemon):
     """aioimmich sends If-None-Match once it has seen an ETag, and a 304 makes it reuse what it has: a changed
     resource must never be answered with 304."""
@@ -149,6 +158,7 @@ def test_repeated_requests_stay_correct_with_the_etag_cache(live_daemon: LiveDae
     assert abouts[0] == abouts[1]
 
 
+@pytest.mark.no_originals
 def test_errors_carry_the_immich_error_body(live_daemon: LiveDaemon):
     bad_key = run(
         live_daemon,
@@ -231,6 +241,7 @@ def test_video_playback(live_daemon: LiveDaemon, tmp_path: Path):
     assert played[4:8] == b"ftyp"  # an MP4: the original, or its transcode once there is one
 
 
+@pytest.mark.no_originals
 def test_people_and_tags_are_empty(live_daemon: LiveDaemon):
     async def scenario(immich: Immich):
         return (
@@ -284,6 +295,7 @@ def test_albums_and_their_contents(live_daemon: LiveDaemon, tmp_path: Path):
     assert {asset.asset_id for asset in contents} == {photo_id, picture_id}
 
 
+@pytest.mark.no_originals
 def test_album_errors_and_an_empty_album(live_daemon: LiveDaemon):
     bad_id = run(
         live_daemon, raises_exactly(ImmichError, lambda immich: immich.albums.async_get_album_info("nope"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.live_daemon import LiveDaemon, iso_utc, running_daemon, sha1_base64
+from tests.e2e.live_daemon import LiveDaemon, iso_utc, record_originals, running_daemon, sha1_base64
 from tests.media_files import jpeg, png, video
 
 CLI_DIR = Path(
@@ -41,12 +41,14 @@ def live_daemon(tmp_path: Path) -> Iterator[LiveDaemon]:
 
 @dataclass
 class Cli:
-    """Runs `immich …` with its config directory (`IMMICH_CONFIG_DIR`, where auth.yml goes) and HOME in tmp."""
+    """Runs `immich …` with its config directory (`IMMICH_CONFIG_DIR`, where auth.yml goes) and HOME in tmp, once
+    the files the test made for it to upload are fingerprinted (originals untouched)."""
 
     config_dir: Path
     home: Path
 
     def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        record_originals()
         env = {name: value for name, value in os.environ.items() if not name.startswith("IMMICH_")}
         env.update(IMMICH_CONFIG_DIR=str(self.config_dir), HOME=str(self.home), NO_COLOR="1")
         return subprocess.run(
@@ -170,6 +172,7 @@ def assert_uploaded(daemon: LiveDaemon, media: dict[str, Path]) -> dict[str, dic
 # -- login and server-info ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.no_originals
 @pytest.mark.parametrize("suffix", ["", "/", "/api", "/api/"])
 def test_login_finds_the_api_and_writes_the_auth_file(immich: Cli, live_daemon: LiveDaemon, suffix: str):
     url = live_daemon.url + suffix
@@ -183,6 +186,7 @@ def test_login_finds_the_api_and_writes_the_auth_file(immich: Cli, live_daemon: 
     assert not (immich.home / ".config").exists(), "the CLI must use IMMICH_CONFIG_DIR"
 
 
+@pytest.mark.no_originals
 def test_login_with_a_bad_key_is_refused(immich: Cli, live_daemon: LiveDaemon):
     result = immich("login", live_daemon.url, "not-a-key")
     assert result.returncode == 1, output(result)
@@ -191,6 +195,7 @@ def test_login_with_a_bad_key_is_refused(immich: Cli, live_daemon: LiveDaemon):
     assert not (immich.config_dir / "auth.yml").exists()
 
 
+@pytest.mark.no_originals
 def test_login_needs_user_read(immich: Cli, live_daemon: LiveDaemon):
     # The CLI's own check for user.read comes after `connect()` has already called GET /api/users/me, so what the
     # user sees is that call's 403, printed with its JSON body.
@@ -202,6 +207,7 @@ def test_login_needs_user_read(immich: Cli, live_daemon: LiveDaemon):
     assert not (immich.config_dir / "auth.yml").exists()
 
 
+@pytest.mark.no_originals
 def test_server_info_names_missing_permissions_of_a_scoped_key(immich: Cli, live_daemon: LiveDaemon):
     key = live_daemon.create_api_key(["user.read"])
     succeeded(immich("login", live_daemon.url, key))
@@ -211,6 +217,7 @@ def test_server_info_names_missing_permissions_of_a_scoped_key(immich: Cli, live
     assert missing in result.stdout, output(result)
 
 
+@pytest.mark.no_originals
 def test_server_info(logged_in: Cli, live_daemon: LiveDaemon):
     text = succeeded(logged_in("server-info"))
     assert "Server Info (via admin@example.com)" in text

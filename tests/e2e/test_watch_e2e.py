@@ -15,6 +15,17 @@ from PIL import Image
 from tests.e2e.live_daemon import FILMROLL, originals_changed, record_originals, start_daemon, wait_for
 
 
+def copied_untouched(copy: Path, source: Path) -> None:
+    """A library original the daemon imported still is the `shutil.copy2` of `source`: same bytes, mtime, mode
+    (the daemon saw the copy before anything could fingerprint it, so the source is the reference)."""
+
+    def facts(path: Path) -> tuple:
+        found = path.stat()
+        return path.read_bytes(), found.st_mtime_ns, found.st_mode, found.st_uid, found.st_gid
+
+    assert facts(copy) == facts(source), f"{copy} changed"
+
+
 def start(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     """The real daemon with watching on (the shared helper turns it off for tests that decide when scans run)."""
     return start_daemon(data_dir, log, FILMROLL_LIBRARY__WATCH__ENABLED="true")
@@ -45,7 +56,9 @@ def test_copy_rename_delete_under_a_running_daemon(tmp_path):
         for picture in sorted(source.iterdir()):
             shutil.copy2(picture, photos / picture.name)  # written, then closed: imported with no scan
         wait_for(lambda: get()["assetCount"] == 2, "two imported assets")
-        record_originals(photos)  # the copies are the library's originals: the daemon must not change them
+        record_originals(photos)  # the copies are the library's originals: from here on, by fingerprint, and
+        for picture in source.iterdir():  # until here, against the camera/ files they were copied from
+            copied_untouched(photos / picture.name, picture)
 
         def queues_idle():
             jobs = client.get("/api/jobs").json()
@@ -59,9 +72,11 @@ def test_copy_rename_delete_under_a_running_daemon(tmp_path):
         done = library_jobs_done()
         originals_changed(photos / "IMG_0.jpg", photos / "IMG_1.jpg")  # this test moves and deletes them
         os.rename(photos / "IMG_0.jpg", photos / "renamed.jpg")
+        record_originals(photos / "renamed.jpg")
         wait_for(lambda: library_jobs_done() > done and queues_idle(), "the rename")
         assert get()["assetCount"] == 2  # moved, not re-imported
         done = library_jobs_done()
+        copied_untouched(photos / "IMG_1.jpg", source / "IMG_1.jpg")
         os.remove(photos / "IMG_1.jpg")
         wait_for(lambda: library_jobs_done() > done and queues_idle(), "the deletion")
         stats = client.get(f"/api/libraries/{library['id']}/statistics").json()
@@ -76,6 +91,7 @@ def test_copy_rename_delete_under_a_running_daemon(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
+    copied_untouched(photos / "renamed.jpg", source / "IMG_0.jpg")
     check = subprocess.run(
         [*FILMROLL, "check", "--data-dir", str(tmp_path / "data")], capture_output=True, text=True
     )
