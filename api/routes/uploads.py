@@ -11,6 +11,7 @@ from quart_schema import document_response, validate_request
 from werkzeug.exceptions import RequestTimeout
 
 from ..access import access, principal, services
+from ..openapi import ASSET_MEDIA_CREATE_DTO, multipart_body
 from ..streaming import StreamedBody, streams_body
 
 blueprint = Blueprint("uploads", __name__)
@@ -59,6 +60,8 @@ def _receiver(body: StreamedBody):
 @streams_body
 @document_response(UploadResponse, 201)
 @document_response(UploadResponse, 200)  # a duplicate
+@multipart_body("AssetMediaCreateDto", ASSET_MEDIA_CREATE_DTO,
+                file_names={"assetData": "IMG_0001.jpg", "sidecarData": "IMG_0001.jpg.xmp"})  # fmt: skip
 async def upload_asset() -> tuple[dict, int]:
     """Multipart parts as Immich's `AssetMediaCreateDto`; the body is streamed to disk, never held in memory.
     With an `x-immich-checksum` header the caller already has, the answer comes before the body is read."""

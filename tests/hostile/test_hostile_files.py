@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from daemon import job_queue
+from daemon import derived, job_queue
 from daemon.errors import BadMedia
 from daemon.index import EXIF
 from daemon.xmp import parse_sidecar
@@ -154,7 +154,8 @@ async def test_decompression_bombs_fail_their_thumbnail_with_a_reason_and_nothin
         assert recorded[job_queue.THUMBNAILS].attempts == 1  # bad media: not retried
         assert found[name].thumbnail_version == 0 and not found[name].is_offline
     assert found["fine.jpg"].thumbnail_version == 1 and failures(world, found["fine.jpg"]) == {}
-    thumbnails = Path(world.services.settings.data_dir) / "thumbs"
-    if thumbnails.exists():  # no partial or temporary output left by the refused renders
-        leftovers = [p for p in thumbnails.rglob("*") if p.is_file() and "fine" not in p.name]
-        assert all(str(found["fine.jpg"].id) in str(p) for p in leftovers), leftovers
+    # no partial or temporary output left by the refused renders: every derived file is fine.jpg's
+    root = derived.derived_root(world.services.settings.data_dir)
+    files = [path for path in root.rglob("*") if path.is_file()]  # none at all when the folder does not exist
+    fine = derived.folder(root, found["fine.jpg"].id)
+    assert files and all(path.parent == fine for path in files), files
