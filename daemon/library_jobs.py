@@ -1,4 +1,5 @@
-"""The `library` queue: scans, "remove offline files" and library deletions, run one at a time in the daemon.
+"""The `library` queue: scans, "remove offline files" and library deletions, run in the daemon in `LANES` lanes,
+never two at once for one library: a scan stuck on a hung network mount holds one lane while other libraries go on.
 
 - Requests are merged: a pending scan of a library absorbs later ones (the strongest mode wins), so a request never
   fails because a scan is running (§5.8); it waits behind it. The watcher's targeted scans ("watch") merge their
@@ -31,6 +32,8 @@ from .scan import NO_EXTERNAL_PATH, LibraryScan, ScanMode, ScanSummary
 
 log = logging.getLogger(__name__)
 
+LANES = 2
+"""Library jobs that run at once (each scan has a worker process: one per core)."""
 REMOVE_BATCH = 5000
 MAX_SCOPE = 20_000  # watched paths waiting for one library beyond which a full (modified) scan is cheaper
 
@@ -42,7 +45,7 @@ class LibraryJobQueue:
         self.index = index
         self.data_dir = data_dir
         self._pending: OrderedDict[tuple[str, uuid.UUID], ScanMode | set[ScopeEntry] | None] = OrderedDict()
-        self._active: tuple[str, uuid.UUID] | None = None
+        self._active: dict[uuid.UUID, str] = {}  # library -> the kind of job running for it
         self._wakeup = trio.Event()
         self._idle = trio.Event()
         self._idle.set()
@@ -52,8 +55,8 @@ class LibraryJobQueue:
         self._resumed = trio.Event()
         self._renames: dict[uuid.UUID, dict[bytes, bytes]] = {}  # per library: new path -> old path
         self.last_summaries: dict[uuid.UUID, ScanSummary] = {}
-        self._running: tuple[str, Library, LibraryScan | None] | None = None
-        """What the worker is doing now (kind, library, its scan): for `describe_active` (systemd's STATUS=)."""
+        self._running: dict[uuid.UUID, tuple[str, Library, LibraryScan | None]] = {}
+        """What the lanes are doing now (kind, library, its scan), by library: for `describe_active` (STATUS=)."""
         self.on_activity: Callable[[], None] = lambda: None
         """Called when `describe_active` changes (a job starts or ends): `serve` refreshes the status with it."""
 
@@ -161,7 +164,7 @@ class LibraryJobQueue:
     def empty(self) -> None:
         """Drop every waiting request (durable deletions are picked up again by the nightly job and at start)."""
         self._pending.clear()
-        if self._active is None:
+        if not self._active:
             self._idle.set()
 
     def clear_failed(self) -> None:
@@ -171,7 +174,7 @@ class LibraryJobQueue:
 
     def counts(self) -> QueueCounts:
         return QueueCounts(
-            active=int(self._active is not None),
+            active=len(self._active),
             completed=self.completed,
             failed=self.failed,
             waiting=len(self._pending),
@@ -180,17 +183,21 @@ class LibraryJobQueue:
 
     @property
     def is_active(self) -> bool:
-        return self._active is not None or bool(self._pending)
+        return bool(self._active) or bool(self._pending)
 
     def describe_active(self, library_ids: Container[uuid.UUID] | None = None) -> str | None:
-        """What runs now, in a few words (`scanning library Photos: 12,345 files, 40%`), or None when idle. The
-        percentage compares with the files the library's previous scan (in this process) crawled. With
-        `library_ids`, only work on those libraries is described (a user sees their own scans, not others')."""
-        if self._running is None:
-            return None
-        kind, library, scan = self._running
-        if library_ids is not None and library.id not in library_ids:
-            return None
+        """What runs now, in a few words (`scanning library Photos: 12,345 files, 40%`; several joined by `; `), or
+        None when idle. The percentage compares with the files the library's previous scan (in this process)
+        crawled. With `library_ids`, only work on those libraries is described (a user sees their own scans, not
+        others')."""
+        described = [
+            self._describe(kind, library, scan)
+            for kind, library, scan in self._running.values()
+            if library_ids is None or library.id in library_ids
+        ]
+        return "; ".join(described) if described else None
+
+    def _describe(self, kind: str, library: Library, scan: LibraryScan | None) -> str:
         if scan is None:
             return f"{kind} library {library.name}"
         crawled = scan.summary.crawled
@@ -216,29 +223,44 @@ class LibraryJobQueue:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.resume_deletions()
         task_status.started()
-        while True:
-            if self.paused:
-                await self._resumed.wait()
-                continue
-            if not self._pending:
-                self._idle.set()
-                self._wakeup = trio.Event()
-                await self._wakeup.wait()
-                continue
-            (kind, library_id), mode = self._pending.popitem(last=False)
-            self._active = (kind, library_id)
-            try:
-                await self._execute(kind, library_id, mode)
-                self.completed += 1
-            except FilmrollError as error:
-                self.failed += 1
-                log.warning("library %s: %s failed: %s", library_id, kind, error.message)
-            except Exception:
-                self.failed += 1
-                log.exception("library %s: %s failed", library_id, kind)
-            finally:
-                self._active = None
-            await trio.lowlevel.checkpoint()
+        async with trio.open_nursery() as lanes:
+            while True:
+                if self.paused:
+                    await self._resumed.wait()
+                    continue
+                job = self._take_runnable()
+                if job is None:
+                    if not self._pending and not self._active:
+                        self._idle.set()
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                    continue
+                lanes.start_soon(self._lane, *job)
+
+    def _take_runnable(self) -> tuple[str, uuid.UUID, ScanMode | set[ScopeEntry] | None] | None:
+        """The oldest request whose library has nothing running, if a lane is free; it is now running."""
+        if len(self._active) >= LANES:
+            return None
+        for kind, library_id in self._pending:
+            if library_id not in self._active:
+                mode = self._pending.pop((kind, library_id))
+                self._active[library_id] = kind
+                return kind, library_id, mode
+        return None
+
+    async def _lane(self, kind: str, library_id: uuid.UUID, mode: ScanMode | set[ScopeEntry] | None) -> None:
+        try:
+            await self._execute(kind, library_id, mode)
+            self.completed += 1
+        except FilmrollError as error:
+            self.failed += 1
+            log.warning("library %s: %s failed: %s", library_id, kind, error.message)
+        except Exception:
+            self.failed += 1
+            log.exception("library %s: %s failed", library_id, kind)
+        finally:
+            del self._active[library_id]
+            self._wakeup.set()  # a lane is free (or the queue is idle)
 
     async def _execute(
         self, kind: str, library_id: uuid.UUID, mode: ScanMode | set[ScopeEntry] | None
@@ -259,13 +281,13 @@ class LibraryJobQueue:
     async def _run(
         self, kind: str, library: Library, owner: User, mode: ScanMode | set[ScopeEntry] | None
     ) -> None:
-        self._running = (kind, library, None)
+        self._running[library.id] = (kind, library, None)
         self.on_activity()
         try:
             with metrics.LIBRARY_JOB_SECONDS.labels(kind).time():
                 await self._run_kind(kind, library, owner, mode)
         finally:
-            self._running = None
+            self._running.pop(library.id, None)
             self.on_activity()
 
     async def _run_kind(
@@ -274,7 +296,7 @@ class LibraryJobQueue:
         library_id = library.id
         if kind == "scan" and isinstance(mode, ScanMode | None):
             scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=mode or ScanMode.NEW)
-            self._running = (kind, library, scan)
+            self._running[library_id] = (kind, library, scan)
             summary = await scan.run()
             self.last_summaries[library_id] = summary
             log.info("scanned library %s (%s): %s", library.name, library_id, summary.as_dict())
@@ -285,7 +307,7 @@ class LibraryJobQueue:
             renames = self._renames.pop(library_id, {})
             scan = LibraryScan(self.index, library, owner, data_dir=self.data_dir, mode=ScanMode.MODIFIED,
                                scope=scope, renames=renames)  # fmt: skip
-            self._running = (kind, library, scan)
+            self._running[library_id] = (kind, library, scan)
             summary = await scan.run()
             log.info(
                 "library %s (%s): %d changed paths: %s",
