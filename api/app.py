@@ -54,7 +54,7 @@ class ImmichRequest(TrioRequest):
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if not force and not self.is_json:
             return {}
-        if not (await self.get_data(cache=True)).strip():
+        if not (await self.get_data(cache=True)).strip(b" \t\r\n"):  # JSON's whitespace only (not \v, \f)
             return {}  # `Content-Type: application/json` with an empty body: still "no body"
         try:
             data = await super().get_json(force=force, silent=silent, cache=cache)

@@ -278,6 +278,8 @@ class ReceivedForm:
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, IncomingFile] = field(default_factory=dict)
     file_names: dict[str, str] = field(default_factory=dict)
+    repeated: set[str] = field(default_factory=set)
+    """Names of text parts sent more than once (to NestJS, an array: the caller refuses them)."""
 
 
 FileTarget = Callable[[str, str], Awaitable[IncomingFile | None]]
@@ -341,6 +343,8 @@ async def receive_form(
                         raise InvalidInput([f"{text_name} must be shorter than {max_field_bytes} bytes"])
                     if not event.more_data and text_name is not None:
                         try:
+                            if text_name in form.fields:
+                                form.repeated.add(text_name)
                             form.fields.setdefault(text_name, text.decode("utf-8"))
                         except UnicodeDecodeError:
                             raise InvalidInput([f"{text_name} must be UTF-8 text"]) from None

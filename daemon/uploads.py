@@ -147,9 +147,11 @@ def _parse_date(value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        parsed.astimezone(UTC)  # `0001-01-01T00:00+01:00` lies before year 1 in UTC: not a date Python can hold
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 def _parse_bool(value: str | None, name: str, problems: list[str]) -> bool | None:
@@ -167,13 +169,23 @@ MTIME_RANGE = (_EPOCH + timedelta(microseconds=-(1 << 63) // 1000 + 1),
 """The moments an mtime in ns can hold (what filesystems and the index store): about 1677-09-22 to 2262-04-11."""
 
 
-def parse_form(fields: dict[str, str], *, has_asset_data: bool) -> UploadForm:
+_REPEATED_MESSAGES = {
+    "fileCreatedAt": "must be a Date instance", "fileModifiedAt": "must be a Date instance",
+    "isFavorite": "must be a boolean value", "isArchived": "must be a boolean value",
+    "libraryId": "must be a UUID", "livePhotoVideoId": "must be a UUID",
+}  # fmt: skip
+"""What class-validator says of a text part sent twice (an array); any other name: `must be a string`."""
+
+
+def parse_form(fields: dict[str, str], *, has_asset_data: bool, repeated: set[str] | None = None) -> UploadForm:
     """Validate the text parts (`api-compat.md` §7 table). Raises InvalidInput with class-validator messages.
 
     Unknown parts, `fileSize`, `duration`, `livePhotoVideoId` and `metadata` are ignored."""
     problems: list[str] = []
     if not has_asset_data:
         problems.append(f"{ASSET_PART} should not be empty")
+    for name in sorted(repeated or ()):
+        problems.append(f"{name} {_REPEATED_MESSAGES.get(name, 'must be a string')}")
     created = _parse_date(fields.get("fileCreatedAt"))
     if created is None:
         problems.append("fileCreatedAt must be a Date instance")
@@ -295,13 +307,13 @@ class UploadService:
             if boundary is None:
                 while await receive():
                     pass
-                fields, files, names = {}, {}, {}
+                fields, files, names, repeated = {}, {}, {}, set()
             else:
                 form = await receive_form(receive, boundary, open_part)
-                fields, files, names = form.fields, form.files, form.file_names
+                fields, files, names, repeated = form.fields, form.files, form.file_names, form.repeated
             if early:
                 raise early[0]
-            parsed = parse_form(fields, has_asset_data=ASSET_PART in files)
+            parsed = parse_form(fields, has_asset_data=ASSET_PART in files, repeated=repeated)
             return await self._store(principal, parsed, files[ASSET_PART], files.get(SIDECAR_PART),
                                      safe_file_name(names[ASSET_PART]))  # fmt: skip
         finally:

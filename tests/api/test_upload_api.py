@@ -289,6 +289,16 @@ async def test_unsupported_type_and_validation(daemon, user, tmp_path):
                                  files=files)  # fmt: skip
     assert far.status_code == 400  # no 64-bit mtime in ns reaches it
     assert far.json()["message"] == ["fileModifiedAt must be a date between 1677-09-22 and 2262-04-11"]
+    before_year_1 = await user.client.post(  # year 1 at +00:02 is year 0 in UTC (was a 500)
+        "/api/assets", data={**DATES, "fileCreatedAt": "0001-01-01T00:01:00+00:02"}, files=files)  # fmt: skip
+    assert before_year_1.json()["message"] == ["fileCreatedAt must be a Date instance"]
+    twice = await user.client.post("/api/assets", files=[  # a text part twice is an array to Immich: refused
+        *[(name, (None, value)) for name, value in DATES.items()], ("libraryId", (None, "x")),
+        ("livePhotoVideoId", (None, "a")), ("livePhotoVideoId", (None, "b")), ("deviceId", (None, "1")),
+        ("deviceId", (None, "2")), ("assetData", ("a.jpg", b"\xff\xd8\xff"))])  # fmt: skip
+    assert twice.status_code == 400
+    assert twice.json()["message"] == ["deviceId must be a string", "livePhotoVideoId must be a UUID",
+                                       "libraryId must be a UUID"]  # fmt: skip
     no_file = await user.client.post("/api/assets", data=DATES, files={"other": ("a.jpg", b"x")})
     assert no_file.json()["message"] == ["assetData should not be empty"]
     not_multipart = await user.client.post("/api/assets", json=DATES)
