@@ -140,6 +140,8 @@ class StreamingHTTPConnection(TrioASGIHTTPConnection):
             streamed = self._streamed
             if message["type"] == "http.response.start" and streamed is not None:
                 self._response_started = True
+                if not streamed.complete:  # Hypercorn closes such a connection: say so, or a client reuses it
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
                 streamed.abandon()
             try:
                 await send(message)

@@ -583,3 +583,19 @@ async def test_a_streamed_body_holds_back_its_producer_until_the_handler_reads()
     body.append(b"z" * 500)
     body.set_complete()
     assert await body.receive() == b""
+
+
+async def test_an_early_answer_closes_its_connection_and_says_so(user):
+    """Answered before its body was read (here: a text part over the limit), an upload's connection cannot be
+    reused: the answer says `Connection: close`, so a client opens a new one for its next request instead of
+    failing on the closed one."""
+    from daemon.upload_stream import MAX_FIELD_BYTES
+
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"deviceId\"\r\n\r\n" + b"x" * (4 * MAX_FIELD_BYTES)
+            + b"\r\n--XyZ--\r\n")  # fmt: skip
+    for _ in range(3):
+        reply = await user.client.post(
+            "/api/assets", content=body, headers={"content-type": "multipart/form-data; boundary=XyZ"}
+        )
+        assert reply.status_code == 400 and reply.headers.get("connection") == "close"
+        assert (await user.client.get("/api/users/me")).status_code == 200  # the next request on this client
