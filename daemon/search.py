@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ class SearchService:
         if query.nothing:
             return SearchPage()
         skip = (query.page - 1) * query.size
+        if skip + query.size >= sys.maxsize:  # far past any library, and past what `islice` can count
+            return SearchPage()
         with self.index.read() as txn:
             asset_filter = _AssetFilter(txn, query)
             ordered = self._ordered(txn, principal, query, asset_filter)

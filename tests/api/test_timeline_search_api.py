@@ -95,6 +95,13 @@ async def test_buckets_by_local_month_with_filters(daemon, admin, user, library)
         assert reply.status_code == 400 and reply.json()["message"] == "Not found or no album.read access"
 
 
+async def test_a_page_far_past_the_end_is_empty(user, library):
+    for page in (10**6, 2**56, 2**80):  # 2**56 pages of 250 were a 500 (past what islice counts)
+        reply = await user.client.post("/api/search/metadata", json={"page": page})
+        assert reply.status_code == 200, (page, reply.text)
+        assert reply.json()["assets"]["items"] == [] and reply.json()["assets"]["nextPage"] is None
+
+
 async def test_the_last_and_the_impossible_months(user, library):
     reply = await user.client.get("/api/timeline/bucket", params={"timeBucket": "9999-12-01"})
     assert reply.status_code == 200 and reply.json()["id"] == []  # its end lies past datetime's range
