@@ -25,7 +25,7 @@ import pytest
 
 from bench.load import LoadConfig, LoadResult, report, round_growth, run_load
 from bench.scan import build_tree
-from tests.e2e.live_daemon import LiveDaemon, running_daemon
+from tests.e2e.live_daemon import LiveDaemon, record_originals, running_daemon
 
 KIB, MIB = 1, 1024  # RssAnon is sampled in KiB
 PER_UPLOAD = 16 * KIB
@@ -70,6 +70,7 @@ def check_load(daemon: LiveDaemon, config: LoadConfig, result: LoadResult) -> No
 
 def run_and_check(root: Path, tree: Path, config: LoadConfig) -> None:
     build_tree(tree, config.files, max(1, config.files // 100))
+    record_originals(tree)  # (the reliability tree lies outside the test's folder: the guard would not see it)
     with running_daemon(root / "daemon") as daemon:
         result = run_load(daemon, config)
         report(result, config)  # `pytest -s`, or a failure's captured output, shows the latencies and memory
