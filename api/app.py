@@ -54,8 +54,8 @@ class ImmichRequest(TrioRequest):
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if not force and not self.is_json:
             return {}
-        if not (await self.get_data(cache=True)).strip(b" \t\r\n"):  # JSON's whitespace only (not \v, \f)
-            return {}  # `Content-Type: application/json` with an empty body: still "no body"
+        if not await self.get_data(cache=True):
+            return {}  # `Content-Type: application/json` with an empty body: still "no body" (whitespace is not)
         try:
             data = await super().get_json(force=force, silent=silent, cache=cache)
         except UnicodeDecodeError:  # quart_trio decodes the body before parsing: not UTF-8 is malformed JSON

@@ -365,9 +365,23 @@ class Index:
                 raise StorageFull(
                     f"Not enough free space to write the index at {self.path} (No space left on device)"
                 ) from error
+            except lmdb.Error as error:
+                raw.abort()
+                if self._filesystem_full():  # a short write on a full filesystem reaches LMDB as EIO
+                    raise StorageFull(
+                        f"Not enough free space to write the index at {self.path} (No space left on device)"
+                    ) from error
+                raise
             except BaseException:
                 raw.abort()
                 raise
+
+    def _filesystem_full(self) -> bool:
+        try:
+            status = os.statvfs(self.path)
+        except OSError:
+            return False
+        return status.f_bavail * status.f_frsize < 1 << 20  # under 1 MiB: not even one more commit fits
 
     def _begin(self, *, write: bool) -> lmdb.Transaction:
         try:

@@ -195,7 +195,7 @@ async def test_scan_with_an_empty_json_body(daemon, admin, user, tmp_path):  # Â
     )
     assert reply.status_code == 204
     await settle(admin)
-    for body in (b"\x0b", b"\x0c", b"{", b" \t\r\n x"):  # not JSON, and not JSON's whitespace: malformed
+    for body in (b"\x0b", b"\x0c", b"\r", b" ", b"{", b" \t\r\n x"):  # not empty, not JSON: malformed (NestJS)
         reply = await user.client.post(
             f"/api/libraries/{library_id}/validate", content=body, headers={"content-type": "application/json"}
         )
