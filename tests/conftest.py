@@ -23,12 +23,14 @@ import httpx
 import pytest
 import trio
 
+from daemon.access import Principal
 from daemon.check import check_index
 from daemon.config import Settings, load_settings
 from daemon.index import Index
 from daemon.serve import serve
 from daemon.services import Services
 from tests.e2e.live_daemon import Originals, install_originals, running_roots
+from tests.library_helpers import World
 
 ADMIN = {"email": "admin@example.com", "password": "admin-password", "name": "Admin"}
 
@@ -119,6 +121,15 @@ def index(settings: Settings) -> Iterator[Index]:
 @pytest.fixture
 def services(settings: Settings, index: Index) -> Services:
     return Services.build(settings, index)
+
+
+@pytest.fixture
+def world(services: Services, tmp_path: Path) -> World:
+    """A user with an external path, and helpers for real folders and scans (`tests/library_helpers.py`)."""
+    external = tmp_path / "external"
+    external.mkdir()
+    user = services.users.create(email="u@example.com", password="pw", name="U", external_path=str(external))
+    return World(services, user, Principal(user=user), external, Path(services.settings.data_dir))
 
 
 @dataclass

@@ -7,13 +7,9 @@ Every property runs twice: a bounded number of examples in the default run (CI),
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-
-from daemon.access import Principal
-from tests.library_helpers import World
 
 THOROUGH_FACTOR = 25
 """How many times more examples a property gets under `-m reliability`."""
@@ -49,10 +45,3 @@ def depth(request: pytest.FixtureRequest) -> Depth:
     return Depth(thorough=request.param)
 
 
-@pytest.fixture
-def world(services, tmp_path) -> World:
-    """A user with an external path, as in tests/daemon/conftest.py (whose fixtures this folder cannot see)."""
-    external = tmp_path / "external"
-    external.mkdir()
-    user = services.users.create(email="u@example.com", password="pw", name="U", external_path=str(external))
-    return World(services, user, Principal(user=user), external, Path(services.settings.data_dir))
