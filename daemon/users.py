@@ -267,17 +267,19 @@ class UserService:
         return self.update(principal.user.id, changes, as_admin=False, current_session_id=session_id)
 
     def delete(self, principal: Principal, user_id: uuid.UUID) -> User:
-        """Mark a user deleted: sessions and API keys revoked at once, libraries queued for deletion."""
+        """Mark a user deleted: sessions and API keys revoked at once, libraries queued for deletion.
+
+        Raises `InvalidInput("User not found")` for an unknown user and for one already deleted, as Immich does
+        (its `findOrFail(id, {})` leaves deleted users out, with or without `force`).
+        """
         principal.require_admin()
         if user_id == principal.user.id:
             raise InvalidInput("Cannot delete your own account")
 
         def work(txn: Txn) -> User:
             user = txn.get(USERS, user_id.bytes)
-            if user is None:
+            if user is None or user.deleted_at is not None:
                 raise InvalidInput(USER_NOT_FOUND)
-            if user.deleted_at is not None:
-                return user
             now = utc_now()
             deleted = msgspec.structs.replace(user, deleted_at=now, updated_at=now, status="deleted")
             txn.put(USERS, user.id.bytes, deleted)

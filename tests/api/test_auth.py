@@ -158,6 +158,24 @@ async def test_admin_user_management(daemon, admin, user):
     assert own.status_code == 400
 
 
+async def test_deleting_a_deleted_user_is_user_not_found(daemon, admin, user):
+    # Immich's delete starts with findOrFail(id, {}), which leaves deleted users out: 400 "User not found",
+    # with or without force (force does not purge a user already deleted).
+    path = f"/api/admin/users/{user.user['id']}"
+    first = await admin.client.request("DELETE", path, json={})
+    assert first.status_code == 200 and first.json()["deletedAt"] is not None
+    for body in ({}, {"force": False}, {"force": True}):
+        again = await admin.client.request("DELETE", path, json=body)
+        assert again.status_code == 400, body
+        assert again.json()["message"] == "User not found" and again.json()["error"] == "Bad Request"
+    # still one deleted user, still deleted at the first time
+    with_deleted = (await admin.client.get("/api/admin/users", params={"withDeleted": "true"})).json()
+    [kept] = [u for u in with_deleted if u["id"] == user.user["id"]]
+    assert kept["deletedAt"] == first.json()["deletedAt"] and kept["status"] == "deleted"
+    unknown = await admin.client.delete("/api/admin/users/00000000-0000-4000-8000-000000000000")
+    assert unknown.status_code == 400 and unknown.json()["message"] == "User not found"
+
+
 async def test_empty_passwords_are_refused_everywhere(daemon, admin, user):
     expected = ["password should not be empty"]
     async with daemon.client() as client:
