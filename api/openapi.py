@@ -5,6 +5,10 @@
 - every operation documents its `4XX` answers with the one error body of `api.errors.error_response`, so a client
   (and the schemathesis test, tests/hostile/test_openapi_fuzz.py) can rely on its shape. Immich's own document
   lists success codes only; this is a superset of it;
+- every operation that may write (any method but GET/HEAD) documents `507` with the same body: the data
+  directory's filesystem is full (`daemon.errors.StorageFull`, from an upload's temp file or an index commit);
+- `@header_parameter(name, description)`: a request header the route reads itself (the upload's
+  `x-immich-checksum`, declared as in Immich's document);
 - `@multipart_body(name, schema)`: the route reads a multipart/form-data body itself (streamed, so quart-schema's
   `validate_request` cannot describe it); the document gets it as `requestBody`, `schema` as component `name`
   (the upload's is `ASSET_MEDIA_CREATE_DTO`);
@@ -28,6 +32,7 @@ T = TypeVar("T", bound=Callable[..., Any])
 
 RESPONSES_ATTRIBUTE = "_filmroll_openapi_responses"
 REQUEST_BODY_ATTRIBUTE = "_filmroll_openapi_request_body"
+PARAMETERS_ATTRIBUTE = "_filmroll_openapi_parameters"
 ERROR_SCHEMA_NAME = "ErrorResponseDto"
 ERROR_SCHEMA = {
     "type": "object",
@@ -43,6 +48,12 @@ ERROR_RESPONSE = {
     "description": "Immich's error body",
     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}}},
 }
+STORAGE_FULL_RESPONSE = {
+    **ERROR_RESPONSE,
+    "description": "Insufficient Storage: the data directory's filesystem is full",
+}
+READ_ONLY_METHODS = frozenset({"get", "head"})
+"""Methods whose routes never write (no index commit, no upload), so never answer 507."""
 
 
 def _documents(status: str, response: dict[str, Any]) -> Callable[[T], T]:
@@ -63,6 +74,18 @@ def binary_content(*media_types: str) -> Callable[[T], T]:
     return _documents(
         "200", {"description": "", "content": {media: {"schema": schema} for media in media_types}}
     )
+
+
+def header_parameter(name: str, description: str) -> Callable[[T], T]:
+    """Document an optional string request header the route reads itself (without `validate_headers`)."""
+    parameter = {"name": name, "in": "header", "description": description, "required": False,
+                 "schema": {"type": "string"}}  # fmt: skip
+
+    def decorator(func: T) -> T:
+        setattr(func, PARAMETERS_ATTRIBUTE, [*getattr(func, PARAMETERS_ATTRIBUTE, []), parameter])
+        return func
+
+    return decorator
 
 
 def multipart_body(
@@ -126,15 +149,22 @@ class FilmrollOpenAPIProvider(OpenAPIProvider):
         view = self._app.view_functions[rule.endpoint]
         extra = getattr(view, RESPONSES_ATTRIBUTE, {})
         body, body_components = getattr(view, REQUEST_BODY_ATTRIBUTE, (None, {}))
+        parameters = getattr(view, PARAMETERS_ATTRIBUTE, [])
         public = policy_for(self._app, rule.endpoint).public
         for operations in paths.values():
-            for operation in operations.values():
+            for method, operation in operations.items():
                 documented = {str(status): response for status, response in operation["responses"].items()}
                 # One blanket `4XX`, not each code: every refusal has the same body, and which 4xx a bad input
                 # earns (400, 401, 403, 404, 408, 413, ...) depends on checks no schema states, so listing codes
                 # per operation would be guesswork. The price: status-code conformance (schemathesis) cannot
                 # flag a wrong 4xx; the tests that care (tests/api, the authorization matrix) assert exact codes.
                 operation["responses"] = {**extra, **documented, "4XX": ERROR_RESPONSE}
+                # Any write can meet a full disk: an index commit anywhere, an upload's temp file. Declared by
+                # method rather than per route because nearly every non-GET route commits (login included).
+                if method not in READ_ONLY_METHODS:
+                    operation["responses"]["507"] = STORAGE_FULL_RESPONSE
+                if parameters:
+                    operation["parameters"] = [*operation.get("parameters", []), *parameters]
                 if body is not None:
                     operation["requestBody"] = body
                 if public:

@@ -11,7 +11,7 @@ from quart_schema import document_response, validate_request
 from werkzeug.exceptions import RequestTimeout
 
 from ..access import access, principal, services
-from ..openapi import ASSET_MEDIA_CREATE_DTO, multipart_body
+from ..openapi import ASSET_MEDIA_CREATE_DTO, header_parameter, multipart_body
 from ..streaming import StreamedBody, streams_body
 
 blueprint = Blueprint("uploads", __name__)
@@ -62,6 +62,8 @@ def _receiver(body: StreamedBody):
 @document_response(UploadResponse, 200)  # a duplicate
 @multipart_body("AssetMediaCreateDto", ASSET_MEDIA_CREATE_DTO,
                 file_names={"assetData": "IMG_0001.jpg", "sidecarData": "IMG_0001.jpg.xmp"})  # fmt: skip
+@header_parameter("x-immich-checksum", "sha1 checksum that can be used for duplicate detection before the file is "
+                  "uploaded (40 hex or 28 base64 characters; anything else is ignored)")  # fmt: skip
 async def upload_asset() -> tuple[dict, int]:
     """Multipart parts as Immich's `AssetMediaCreateDto`; the body is streamed to disk, never held in memory.
     With an `x-immich-checksum` header the caller already has, the answer comes before the body is read."""

@@ -95,6 +95,28 @@ async def test_openapi_document_is_generated_from_the_schemas(daemon):
     assert set(reference) <= set(user["properties"]), "every Immich user field is in our schema"
 
 
+async def test_openapi_document_declares_507_and_the_checksum_header(daemon):
+    async with daemon.client() as client:
+        document = (await client.get("/api/openapi.json")).json()
+    upload = document["paths"]["/api/assets"]["post"]
+    [checksum] = [p for p in upload["parameters"] if p["name"] == "x-immich-checksum"]
+    immich = json.loads(SPEC.read_text())["paths"]["/assets"]["post"]["parameters"]  # servers: /api
+    [reference] = [p for p in immich if p["name"] == "x-immich-checksum"]
+    header = ("header", False, {"type": "string"})
+    for declared in (checksum, reference):  # declared as Immich declares it
+        assert (declared["in"], declared["required"], declared["schema"]) == header
+    error_body = {"$ref": "#/components/schemas/ErrorResponseDto"}
+    assert upload["responses"]["507"]["content"]["application/json"]["schema"] == error_body
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            # every write may meet a full disk; reads never answer 507
+            assert ("507" in operation["responses"]) == (method not in ("get", "head")), (method, path)
+            if (path, method) != ("/api/assets", "post"):
+                names = [p["name"] for p in operation.get("parameters", [])]
+                assert "x-immich-checksum" not in names, (method, path)
+    assert "507" in document["paths"]["/api/admin/users/{user_id}"]["delete"]["responses"]
+
+
 async def test_missing_body_reads_as_empty_object(admin):
     created = await admin.client.post("/api/api-keys")  # every field optional: defaults apply
     assert created.status_code == 201 and created.json()["name"] == "API Key"
