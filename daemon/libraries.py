@@ -6,12 +6,13 @@ so a user and their first library are created atomically.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -199,23 +200,20 @@ class LibraryService:
         exclusion_patterns: list[str] | None = None,
         is_watched: bool | None = None,
         owner_id: uuid.UUID | None = None,
+        checked: bool = False,
     ) -> Library:
-        if owner_id is not None and owner_id != principal.user.id:
-            principal.require_admin()
-        owner_id = owner_id or principal.user.id
-        with self.index.read() as txn:
-            owner = txn.get(USERS, owner_id.bytes)
-        if owner is None or owner.deleted_at is not None:
-            raise InvalidInput("User not found")
-        check_fields(
-            library_type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
-            is_watched=is_watched, owner_external_path=owner.external_path, data_dir=self.data_dir,
-        )  # fmt: skip
+        """`checked`: `check_fields` already passed for these fields and this owner (`create_async`)."""
+        owner = self._new_library_owner(principal, owner_id)
+        if not checked:
+            check_fields(
+                library_type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
+                is_watched=is_watched, owner_external_path=owner.external_path, data_dir=self.data_dir,
+            )  # fmt: skip
         external = library_type == "EXTERNAL"
         now = utc_now()
         library = Library(
             id=new_id(),
-            owner_id=owner_id,
+            owner_id=owner.id,
             type="EXTERNAL" if external else "UPLOAD",
             name=name or (DEFAULT_EXTERNAL_NAME if external else DEFAULT_UPLOAD_NAME),
             import_paths=list(import_paths or []),
@@ -228,6 +226,38 @@ class LibraryService:
         self.on_change()
         return library
 
+    def _new_library_owner(self, principal: Principal, owner_id: uuid.UUID | None) -> User:
+        """Whom a new library belongs to: the principal, or (admins only) the user named."""
+        if owner_id is not None and owner_id != principal.user.id:
+            principal.require_admin()
+        with self.index.read() as txn:
+            owner = txn.get(USERS, (owner_id or principal.user.id).bytes)
+        if owner is None or owner.deleted_at is not None:
+            raise InvalidInput("User not found")
+        return owner
+
+    async def create_async(self, principal: Principal, **fields: Any) -> Library:
+        """`create` for the event loop: the fields are checked in a worker thread first, since resolving import
+        paths may touch a hung network mount, which must not freeze the daemon (as `validate`)."""
+        owner = self._new_library_owner(principal, fields.get("owner_id"))
+        await trio.to_thread.run_sync(functools.partial(
+            check_fields, fields.get("library_type", "EXTERNAL"), name=fields.get("name"),
+            import_paths=fields.get("import_paths"), exclusion_patterns=fields.get("exclusion_patterns"),
+            is_watched=fields.get("is_watched"), owner_external_path=owner.external_path, data_dir=self.data_dir,
+        ))  # fmt: skip
+        return self.create(principal, **fields, checked=True)
+
+    async def update_async(self, principal: Principal, library_id: uuid.UUID, **fields: Any) -> Library:
+        """`update` for the event loop, its fields checked in a worker thread (`create_async`)."""
+        library = self.get(principal, library_id, "library.update")
+        owner = self.owner_of(library)
+        await trio.to_thread.run_sync(functools.partial(
+            check_fields, library.type, name=fields.get("name"), import_paths=fields.get("import_paths"),
+            exclusion_patterns=fields.get("exclusion_patterns"), is_watched=None,
+            owner_external_path=owner.external_path, data_dir=self.data_dir,
+        ))  # fmt: skip
+        return self.update(principal, library_id, **fields, checked=True)
+
     def update(
         self,
         principal: Principal,
@@ -236,14 +266,15 @@ class LibraryService:
         name: str | None = None,
         import_paths: list[str] | None = None,
         exclusion_patterns: list[str] | None = None,
+        checked: bool = False,
     ) -> Library:
-        """§8.1: omitted fields stay; given lists replace. Editing never starts a scan."""
+        """§8.1: omitted fields stay; given lists replace. Editing never starts a scan. `checked`: as for `create`."""
         library = self.get(principal, library_id, "library.update")
-        owner = self.owner_of(library)
-        check_fields(
-            library.type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
-            is_watched=None, owner_external_path=owner.external_path, data_dir=self.data_dir,
-        )  # fmt: skip
+        if not checked:
+            check_fields(
+                library.type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
+                is_watched=None, owner_external_path=self.owner_of(library).external_path, data_dir=self.data_dir,
+            )  # fmt: skip
         changes: dict[str, object] = {"updated_at": utc_now()}
         if name is not None:
             changes["name"] = name

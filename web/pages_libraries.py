@@ -108,7 +108,7 @@ async def create_library() -> Response:
     form = await request.form
     name = form.get("name", "").strip() or None
     try:
-        library = services().libraries.create(me(), library_type="EXTERNAL", name=name)
+        library = await services().libraries.create_async(me(), library_type="EXTERNAL", name=name)
     except InvalidInput as error:
         flash(message_text(error), "error")
         return _back()
@@ -118,7 +118,7 @@ async def create_library() -> Response:
 
 async def _update(library: Library, done: str, failed: str | None = None, **changes: object) -> Response:
     try:
-        services().libraries.update(me(), library.id, **changes)  # type: ignore[arg-type]
+        await services().libraries.update_async(me(), library.id, **changes)
     except InvalidInput as error:
         flash(f"{failed or library.name}: {message_text(error)}", "error")
     else:

@@ -122,7 +122,7 @@ async def list_libraries(query_args: ListLibrariesQuery) -> list[LibraryResponse
 @validate_request(CreateLibrary)
 @validate_response(LibraryResponse, 201)
 async def create_library(data: CreateLibrary) -> tuple[LibraryResponse, int]:
-    library = services().libraries.create(
+    library = await services().libraries.create_async(
         principal(),
         library_type=data.type,
         name=data.name,
@@ -146,7 +146,7 @@ async def get_library(library_id: str) -> LibraryResponse:
 @validate_request(UpdateLibrary)
 @validate_response(LibraryResponse)
 async def update_library(library_id: str, data: UpdateLibrary) -> LibraryResponse:
-    library = services().libraries.update(
+    library = await services().libraries.update_async(
         principal(),
         parse_uuid(library_id),
         name=data.name,

@@ -5,6 +5,7 @@ import os
 import trio
 
 from tests.library_helpers import write
+from tests.stalled_mount import StalledMount
 
 
 async def settle(admin) -> None:
@@ -200,3 +201,32 @@ async def test_scan_with_an_empty_json_body(daemon, admin, user, tmp_path):  # Â
             f"/api/libraries/{library_id}/validate", content=body, headers={"content-type": "application/json"}
         )
         assert reply.status_code == 400, body
+
+
+async def test_a_hung_mount_under_an_import_path_never_freezes_the_daemon(daemon, admin, user, tmp_path):
+    """Creating or editing a library resolves its import paths in a worker thread: while the share they lie on
+    hangs, every other request is answered, and the create or edit completes once the share answers again."""
+    with StalledMount(tmp_path / "share") as share:
+        reply = await admin.client.put(
+            f"/api/admin/users/{user.user['id']}", json={"externalPath": str(share.path)}
+        )
+        assert reply.status_code == 200
+        photos = str(share.path / "photos")
+        answers: dict[str, object] = {}
+
+        async def send(name: str, method: str, url: str, body: dict) -> None:
+            answers[name] = await user.client.request(method, url, json=body)
+
+        for name, method, url in (("create", "POST", "/api/libraries"), ("edit", "PUT", None)):
+            share.stall()
+            async with trio.open_nursery() as nursery:
+                url = url or f"/api/libraries/{answers['create'].json()['id']}"
+                nursery.start_soon(send, name, method, url, {"name": name, "importPaths": [photos]})
+                await trio.sleep(0.5)  # the request is waiting on the share by now
+                with trio.fail_after(10):  # (the share answers no lookup for 10 s)
+                    assert (await admin.client.get("/api/server/ping")).json() == {"res": "pong"}
+                    assert (await user.client.get("/api/libraries")).status_code == 200
+                assert name not in answers
+                share.resume()
+            assert answers[name].status_code == (201 if name == "create" else 200)
+            assert answers[name].json()["importPaths"] == [photos] and answers[name].json()["name"] == name
