@@ -133,30 +133,38 @@ async def rename_library(library_id: str) -> Response:
     return await _update(library, f"Renamed to {name}", name=name)
 
 
+async def _list_form(library: Library, field: str, *, label: str, prompt: str, already: str) -> Response | str:
+    """The form of a list field (`import_paths`, `exclusion_patterns`): `remove` one entry, or `add` one. Returns the
+    response for a removal or a refused addition, else the entry to add (the caller adds it)."""
+    form = await request.form
+    current: list[str] = list(getattr(library, field))
+    if form.get("remove") is not None:
+        removed = form["remove"]
+        return await _update(library, f"Removed {label} {removed}", **{field: [v for v in current if v != removed]})
+    added = form.get("add", "").strip()
+    if not added:
+        flash(f"Enter a {prompt} to add", "error")
+        return _back(library.id)
+    if added in current:
+        flash(f"{added} {already}", "error")
+        return _back(library.id)
+    return added
+
+
 @page(f"{PAGE}/<library_id>/import-paths", methods=("POST",))
 async def edit_import_paths(library_id: str) -> Response:
     """`add` a path (checked first: the message says why it is not accessible) or `remove` one."""
     library = _own(library_id)
-    form = await request.form
-    paths = list(library.import_paths)
-    if form.get("remove") is not None:
-        removed = form["remove"]
-        return await _update(
-            library, f"Removed import path {removed}", import_paths=[p for p in paths if p != removed]
-        )
-    added = form.get("add", "").strip()
-    if not added:
-        flash("Enter a path to add", "error")
-        return _back(library.id)
-    if added in paths:
-        flash(f"{added} is already an import path", "error")
-        return _back(library.id)
+    added = await _list_form(library, "import_paths", label="import path", prompt="path",
+                             already="is already an import path")  # fmt: skip
+    if isinstance(added, Response):
+        return added
     [(_, problem)] = await services().libraries.validate(me(), library.id, [added])
     response = await _update(
         library,
         f"Added import path {added}",
         f"{library.name}: could not add {added}",
-        import_paths=[*paths, added],
+        import_paths=[*library.import_paths, added],
     )
     if problem is not None and added in services().libraries.get(me(), library.id).import_paths:
         flash(f"Added import path {added}, but it is not accessible: {problem}", "error")
@@ -180,23 +188,13 @@ async def validate_paths(library_id: str) -> Response:
 @page(f"{PAGE}/<library_id>/exclusions", methods=("POST",))
 async def edit_exclusions(library_id: str) -> Response:
     library = _own(library_id)
-    form = await request.form
-    patterns = list(library.exclusion_patterns)
-    if form.get("remove") is not None:
-        removed = form["remove"]
-        return await _update(
-            library, f"Removed exclusion {removed}", exclusion_patterns=[p for p in patterns if p != removed]
-        )
-    added = form.get("add", "").strip()
-    if not added:
-        flash("Enter a pattern to add", "error")
-        return _back(library.id)
-    if added in patterns:
-        flash(f"{added} is already excluded", "error")
-        return _back(library.id)
+    added = await _list_form(library, "exclusion_patterns", label="exclusion", prompt="pattern",
+                             already="is already excluded")  # fmt: skip
+    if isinstance(added, Response):
+        return added
     return await _update(
         library, f"Added exclusion {added}", f"{library.name}: could not add {added}",
-        exclusion_patterns=[*patterns, added],
+        exclusion_patterns=[*library.exclusion_patterns, added],
     )  # fmt: skip
 
 

@@ -217,7 +217,14 @@ async def test_libraries_page_edits_scans_and_shows_the_timeline(daemon, admin, 
     assert f"Added import path {trip}" in page
     for pattern in ("**/@eaDir/**", "**/._*", "**/#recycle/**", "**/#snapshot/**"):
         page = await post("/exclusions", remove=pattern)
+    assert "Removed exclusion **/#snapshot/**" in page
     page = await post("/exclusions", add="**/Raw/**")
+    assert "Added exclusion **/Raw/**" in page
+    for form, entry, refusal in (("/import-paths", str(trip), f"{trip} is already an import path"),
+                                 ("/exclusions", "**/Raw/**", "**/Raw/** is already excluded")):  # fmt: skip
+        assert refusal in await post(form, add=entry)
+    assert "Enter a path to add" in await post("/import-paths", add="  ")
+    assert "Enter a pattern to add" in await post("/exclusions", add="")
     library = daemon.services.libraries.get(user_principal(daemon, user), uuid.UUID(library_id))
     assert library.name == "Christmas Trip"
     assert library.import_paths == [str(trip)] and library.exclusion_patterns == ["**/Raw/**"]
