@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import trio
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .library_jobs import LibraryJobQueue
 
 DEFAULT_UPLOAD_LIBRARY_NAME = "Default Library"
+PATH_CHECK_THREADS = 4  # import-path checks (create, edit, validate) running at once; more wait their turn
+T = TypeVar("T")
 
 
 def create_default_upload_library(txn: Txn, owner_id: uuid.UUID, now: datetime) -> Library:
@@ -147,6 +149,14 @@ class LibraryService:
         self.data_dir = data_dir
         self.jobs = jobs
         self.on_change: Callable[[], None] = lambda: None  # the watchers re-read the libraries (§8.3, §9.4)
+        self._path_check_threads: trio.CapacityLimiter | None = None
+
+    async def _check_paths_in_thread(self, check: Callable[[], T]) -> T:
+        """Run a check that touches import paths in a worker thread, at most `PATH_CHECK_THREADS` at once: checks
+        stuck on a hung share then hold only these threads, never trio's shared pool (uploads, reads)."""
+        if self._path_check_threads is None:
+            self._path_check_threads = trio.CapacityLimiter(PATH_CHECK_THREADS)
+        return await trio.to_thread.run_sync(check, limiter=self._path_check_threads)
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -240,7 +250,7 @@ class LibraryService:
         """`create` for the event loop: the fields are checked in a worker thread first, since resolving import
         paths may touch a hung network mount, which must not freeze the daemon (as `validate`)."""
         owner = self._new_library_owner(principal, fields.get("owner_id"))
-        await trio.to_thread.run_sync(functools.partial(
+        await self._check_paths_in_thread(functools.partial(
             check_fields, fields.get("library_type", "EXTERNAL"), name=fields.get("name"),
             import_paths=fields.get("import_paths"), exclusion_patterns=fields.get("exclusion_patterns"),
             is_watched=fields.get("is_watched"), owner_external_path=owner.external_path, data_dir=self.data_dir,
@@ -251,7 +261,7 @@ class LibraryService:
         """`update` for the event loop, its fields checked in a worker thread (`create_async`)."""
         library = self.get(principal, library_id, "library.update")
         owner = self.owner_of(library)
-        await trio.to_thread.run_sync(functools.partial(
+        await self._check_paths_in_thread(functools.partial(
             check_fields, library.type, name=fields.get("name"), import_paths=fields.get("import_paths"),
             exclusion_patterns=fields.get("exclusion_patterns"), is_watched=None,
             owner_external_path=owner.external_path, data_dir=self.data_dir,
@@ -332,7 +342,7 @@ class LibraryService:
                 for path in import_paths
             ]
 
-        return await trio.to_thread.run_sync(check_all)
+        return await self._check_paths_in_thread(check_all)
 
     def request_scan(self, principal: Principal, library_id: uuid.UUID, mode: ScanMode) -> None:
         """§5.1-5.2: refused for upload libraries and owners without an external path; otherwise queued."""

@@ -5,6 +5,7 @@ import os
 import trio
 
 from tests.library_helpers import write
+from tests.media_files import jpeg
 from tests.stalled_mount import StalledMount
 
 
@@ -230,3 +231,34 @@ async def test_a_hung_mount_under_an_import_path_never_freezes_the_daemon(daemon
                 share.resume()
             assert answers[name].status_code == (201 if name == "create" else 200)
             assert answers[name].json()["importPaths"] == [photos] and answers[name].json()["name"] == name
+
+
+async def test_checks_stuck_on_a_hung_share_hold_only_their_own_threads(daemon, admin, user, tmp_path):
+    """More library creates stuck on a hung share than trio's shared thread pool holds (40): an upload, whose file
+    work goes through that pool, still goes through, and every create completes once the share answers."""
+    with StalledMount(tmp_path / "share") as share:
+        reply = await admin.client.put(
+            f"/api/admin/users/{user.user['id']}", json={"externalPath": str(share.path)}
+        )
+        assert reply.status_code == 200
+        created = []
+
+        async def create(number: int) -> None:
+            body = {"name": f"stuck {number}", "importPaths": [str(share.path / "photos")]}
+            created.append((await user.client.post("/api/libraries", json=body)).status_code)
+
+        share.stall()
+        async with trio.open_nursery() as nursery:
+            for number in range(45):
+                nursery.start_soon(create, number)
+            await trio.sleep(1)  # all 45 are waiting on the share by now
+            photo = jpeg(tmp_path / "upload" / "photo.jpg").read_bytes()
+            with trio.fail_after(8):  # (the share answers no lookup for 10 s)
+                uploaded = await user.client.post(
+                    "/api/assets",
+                    data={"fileCreatedAt": "2023-11-19T18:11:00.000Z", "fileModifiedAt": "2023-11-19T18:11:00.000Z"},
+                    files={"assetData": ("photo.jpg", photo, "image/jpeg")},
+                )
+            assert uploaded.status_code == 201 and not created
+            share.resume()
+        assert created == [201] * 45
