@@ -177,8 +177,17 @@ _REPEATED_MESSAGES = {
 """What class-validator says of a text part sent twice (an array); any other name: `must be a string`."""
 
 
-def parse_form(fields: dict[str, str], *, has_asset_data: bool, repeated: set[str] | None = None) -> UploadForm:
+IdParser = Callable[[str, str], uuid.UUID]
+"""How the HTTP adapter reads an id sent as text: `api.validation.parse_uuid(value, field)`, the one place that
+holds Immich's UUID rule; it raises InvalidInput `["<field> must be a UUID"]`."""
+
+
+def parse_form(
+    fields: dict[str, str], *, has_asset_data: bool, parse_id: IdParser, repeated: set[str] | None = None
+) -> UploadForm:
     """Validate the text parts (`api-compat.md` §7 table). Raises InvalidInput with class-validator messages.
+    `libraryId` is read by `parse_id` (Immich's `@ValidateUUID({ optional: true })`: when present, even empty, it
+    must be a UUID).
 
     Unknown parts, `fileSize`, `duration`, `livePhotoVideoId` and `metadata` are ignored."""
     problems: list[str] = []
@@ -200,11 +209,12 @@ def parse_form(fields: dict[str, str], *, has_asset_data: bool, repeated: set[st
     if visibility is not None and visibility not in VISIBILITIES:
         problems.append("visibility must be one of the following values: " + ", ".join(VISIBILITIES))
     library_id = None
-    if fields.get("libraryId"):
+    # present, even empty, it is validated (Immich's `Optional` skips only an absent value)
+    if "libraryId" in fields and "libraryId" not in (repeated or ()):
         try:
-            library_id = uuid.UUID(fields["libraryId"])
-        except ValueError:
-            problems.append("libraryId must be a UUID")
+            library_id = parse_id(fields["libraryId"], "libraryId")
+        except InvalidInput as error:
+            problems.extend([error.message] if isinstance(error.message, str) else error.message)
     if problems:
         raise InvalidInput(problems)
     assert created is not None and modified is not None
@@ -272,8 +282,11 @@ class UploadService:
 
     # -- uploading -----------------------------------------------------------------------------------------
 
-    async def upload(self, principal: Principal, receive: Receive, boundary: bytes | None) -> UploadResult:
-        """Receive a multipart body (`boundary` None: not multipart, read and dropped) and store its asset.
+    async def upload(
+        self, principal: Principal, receive: Receive, boundary: bytes | None, *, parse_id: IdParser
+    ) -> UploadResult:
+        """Receive a multipart body (`boundary` None: not multipart, read and dropped) and store its asset;
+        `parse_id` reads `libraryId` (`IdParser`).
 
         Returns `created` with the new id, or `duplicate` with the existing one. Raises InvalidInput (unsupported
         file type, validation, bad `libraryId`: NotFoundOrNoAccess, QuotaExceeded) or StorageFull, after the
@@ -313,7 +326,9 @@ class UploadService:
                 fields, files, names, repeated = form.fields, form.files, form.file_names, form.repeated
             if early:
                 raise early[0]
-            parsed = parse_form(fields, has_asset_data=ASSET_PART in files, repeated=repeated)
+            parsed = parse_form(
+                fields, has_asset_data=ASSET_PART in files, parse_id=parse_id, repeated=repeated
+            )
             return await self._store(principal, parsed, files[ASSET_PART], files.get(SIDECAR_PART),
                                      safe_file_name(names[ASSET_PART]))  # fmt: skip
         finally:

@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestTimeout
 from ..access import access, principal, services
 from ..openapi import ASSET_MEDIA_CREATE_DTO, header_parameter, multipart_body
 from ..streaming import StreamedBody, streams_body
+from ..validation import parse_uuid
 
 blueprint = Blueprint("uploads", __name__)
 
@@ -78,7 +79,10 @@ async def upload_asset() -> tuple[dict, int]:
     body = request.body
     assert isinstance(body, StreamedBody), "the upload route must be marked @streams_body"
     result = await uploads.upload(
-        caller, _receiver(body), boundary.encode("latin-1", "replace") if boundary else None
+        caller,
+        _receiver(body),
+        boundary.encode("latin-1", "replace") if boundary else None,
+        parse_id=parse_uuid,
     )
     return {"id": str(result.asset_id), "status": result.status}, 201 if result.created else 200
 

@@ -389,6 +389,23 @@ async def test_library_id_must_be_an_upload_library_of_the_caller(daemon, admin,
     assert (await upload(user, content)).json() == {"id": placed.json()["id"], "status": "duplicate"}
 
 
+async def test_library_id_is_read_with_immichs_uuid_rule(daemon, user, tmp_path):
+    """Immich's `@ValidateUUID({ optional: true }) libraryId` (class-validator `IsUUID('4')`, validator.js
+    `/^[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}$/i`): only the hyphenated form, any
+    case; what Python's `uuid.UUID` also takes (braces, `urn:uuid:`, no hyphens) is refused, and so is an empty
+    value (only an absent one is optional)."""
+    content = photo_bytes(tmp_path)
+    second = (await user.client.post("/api/libraries", json={"type": "UPLOAD", "name": "Phone"})).json()["id"]
+    refused = {"message": ["libraryId must be a UUID"], "error": "Bad Request", "statusCode": 400}
+    loose = (f"{{{second}}}", f"urn:uuid:{second}", second.replace("-", ""), "", f" {second}", f"{second}\n")
+    for sent in loose:
+        reply = await upload(user, content, libraryId=sent)
+        assert reply.status_code == 400 and refused.items() <= reply.json().items(), (sent, reply.json())
+    assert all_assets(daemon) == [] and incoming_files(daemon) == []
+    placed = await upload(user, content, libraryId=second.upper())
+    assert placed.status_code == 201 and stored(daemon, placed.json()["id"]).library_id == uuid.UUID(second)
+
+
 # -- files on disk ------------------------------------------------------------------------------------------------
 
 

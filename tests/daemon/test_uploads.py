@@ -20,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 
+from api.validation import parse_uuid
 from daemon import assets as asset_index
 from daemon.access import Principal
 from daemon.errors import InvalidInput, NotFoundOrNoAccess, QuotaExceeded, StorageFull
@@ -111,6 +112,7 @@ def test_form_values_and_messages():
     form = parse_form(
         {**DATES, "isFavorite": "TRUE", "deviceAssetId": "abc", "deviceId": "python", "filename": "../x.jpg"},
         has_asset_data=True,
+        parse_id=parse_uuid,
     )
     assert form.file_created_at == datetime(2024, 2, 3, 2, 5, 6, 789000, tzinfo=UTC)
     assert form.local_date_time == datetime(
@@ -120,15 +122,24 @@ def test_form_values_and_messages():
     assert form.is_favorite and form.visibility == "timeline" and form.file_name == "x.jpg"
     assert (form.device_asset_id, form.device_id, form.library_id) == ("abc", "python", None)
     naive = parse_form(
-        {"fileCreatedAt": "2024-02-03T04:05:06", "fileModifiedAt": "2024-02-03"}, has_asset_data=True
+        {"fileCreatedAt": "2024-02-03T04:05:06", "fileModifiedAt": "2024-02-03"},
+        has_asset_data=True,
+        parse_id=parse_uuid,
     )
     assert naive.file_created_at == datetime(2024, 2, 3, 4, 5, 6, tzinfo=UTC)
-    assert parse_form({**DATES, "isArchived": "true"}, has_asset_data=True).visibility == "archive"
+    assert (
+        parse_form({**DATES, "isArchived": "true"}, has_asset_data=True, parse_id=parse_uuid).visibility
+        == "archive"
+    )
     assert parse_form(
-        {**DATES, "isArchived": "true", "visibility": "locked"}, has_asset_data=True
+        {**DATES, "isArchived": "true", "visibility": "locked"}, has_asset_data=True, parse_id=parse_uuid
     ).visibility == ("locked")
     with pytest.raises(InvalidInput) as refused:
-        parse_form({"isArchived": "yes", "libraryId": "x", "visibility": "Timeline"}, has_asset_data=False)
+        parse_form(
+            {"isArchived": "yes", "libraryId": "x", "visibility": "Timeline"},
+            has_asset_data=False,
+            parse_id=parse_uuid,
+        )
     assert refused.value.message == [
         "assetData should not be empty",
         "fileCreatedAt must be a Date instance",
@@ -228,7 +239,7 @@ async def test_upload_stores_the_asset_with_its_work_and_quota(services, owner):
     uploads = upload_service(services)
     content = b"\xff\xd8\xff" + os.urandom(3_000_000)
     body = multipart({**DATES, "deviceId": "cam"}, {"assetData": ("clip.MOV", content)})
-    result = await uploads.upload(owner, receiver(split(body, 65536)), BOUNDARY)
+    result = await uploads.upload(owner, receiver(split(body, 65536)), BOUNDARY, parse_id=parse_uuid)
     assert result.created
     with services.index.read() as txn:
         asset = asset_index.get(txn, result.asset_id)
@@ -254,7 +265,9 @@ async def test_concurrent_identical_uploads_store_once(services, owner):
     results = []
 
     async def one() -> None:
-        results.append(await uploads.upload(owner, receiver(split(body, 100_000)), BOUNDARY))
+        results.append(
+            await uploads.upload(owner, receiver(split(body, 100_000)), BOUNDARY, parse_id=parse_uuid)
+        )
 
     async with trio.open_nursery() as nursery:
         for _ in range(6):
@@ -285,7 +298,7 @@ async def test_cancelling_mid_body_leaves_nothing(services, owner):
         return b""
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(uploads.upload, owner, receive, BOUNDARY)
+        nursery.start_soon(functools.partial(uploads.upload, parse_id=parse_uuid), owner, receive, BOUNDARY)
         await started.wait()
         assert len(leftovers(services.settings.data_dir)) == 1  # receiving into a temp file
         nursery.cancel_scope.cancel()
@@ -310,7 +323,7 @@ async def test_the_quota_is_enforced_while_streaming(services, owner):
         return next(chunks, b"")
 
     with pytest.raises(QuotaExceeded):
-        await uploads.upload(owner, receive_watching, BOUNDARY)
+        await uploads.upload(owner, receive_watching, BOUNDARY, parse_id=parse_uuid)
     assert max(seen_on_disk) <= 2_100_000  # dropped once over the limit, not kept to the end
     assert leftovers(services.settings.data_dir) == []
     with services.index.read() as txn:
@@ -323,17 +336,17 @@ async def test_library_rules(services, owner):
     [theirs] = services.libraries.list(Principal(user=other), "UPLOAD")
     body = multipart({**DATES, "libraryId": str(theirs.id)}, {"assetData": ("x.jpg", b"abc")})
     with pytest.raises(NotFoundOrNoAccess, match=r"Not found or no asset\.upload access"):
-        await uploads.upload(owner, receiver([body]), BOUNDARY)
+        await uploads.upload(owner, receiver([body]), BOUNDARY, parse_id=parse_uuid)
     body = multipart({**DATES, "libraryId": str(uuid.uuid4())}, {"assetData": ("x.jpg", b"abc")})
     with pytest.raises(NotFoundOrNoAccess):
-        await uploads.upload(owner, receiver([body]), BOUNDARY)
+        await uploads.upload(owner, receiver([body]), BOUNDARY, parse_id=parse_uuid)
     assert leftovers(services.settings.data_dir) == []
 
 
 async def test_not_multipart_is_read_and_refused(services, owner):
     uploads = upload_service(services)
     with pytest.raises(InvalidInput) as refused:
-        await uploads.upload(owner, receiver([b"{}", b"more"]), None)
+        await uploads.upload(owner, receiver([b"{}", b"more"]), None, parse_id=parse_uuid)
     assert "assetData should not be empty" in refused.value.message
 
 
@@ -354,13 +367,13 @@ async def test_a_full_disk_is_storage_full_and_a_duplicate_still_a_duplicate(ser
     uploads = upload_service(services, tiny_disk)
     small = os.urandom(100_000)
     stored = await uploads.upload(
-        owner, receiver([multipart(DATES, {"assetData": ("s.jpg", small)})]), BOUNDARY
+        owner, receiver([multipart(DATES, {"assetData": ("s.jpg", small)})]), BOUNDARY, parse_id=parse_uuid
     )
     assert stored.created
     big = os.urandom(2_000_000)
     with pytest.raises(StorageFull, match="Not enough free space"):
         body = multipart(DATES, {"assetData": ("big.jpg", big)})
-        await uploads.upload(owner, receiver(split(body, 65536)), BOUNDARY)
+        await uploads.upload(owner, receiver(split(body, 65536)), BOUNDARY, parse_id=parse_uuid)
     assert leftovers(tiny_disk) == []
     # Fill the disk to the brim: a duplicate of what is stored is still answered as one, with nothing written.
     descriptor = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT)
@@ -372,12 +385,12 @@ async def test_a_full_disk_is_storage_full_and_a_duplicate_still_a_duplicate(ser
     finally:
         os.close(descriptor)
     again = await uploads.upload(
-        owner, receiver([multipart(DATES, {"assetData": ("s.jpg", small)})]), BOUNDARY
+        owner, receiver([multipart(DATES, {"assetData": ("s.jpg", small)})]), BOUNDARY, parse_id=parse_uuid
     )
     assert again.status == "duplicate" and again.asset_id == stored.asset_id
     with pytest.raises(StorageFull):
         fresh = multipart(DATES, {"assetData": ("t.jpg", os.urandom(50_000))})
-        await uploads.upload(owner, receiver(split(fresh, 65536)), BOUNDARY)
+        await uploads.upload(owner, receiver(split(fresh, 65536)), BOUNDARY, parse_id=parse_uuid)
     assert leftovers(tiny_disk) == []
     with services.index.read() as txn:
         assert txn.count(ASSETS) == 1
@@ -386,7 +399,7 @@ async def test_a_full_disk_is_storage_full_and_a_duplicate_still_a_duplicate(ser
 async def test_sidecar_lands_beside_the_original(services, owner):
     uploads = upload_service(services)
     body = multipart(DATES, {"assetData": ("p.jpg", b"jpeg"), "sidecarData": ("p.jpg.xmp", b"<xmp/>")})
-    result = await uploads.upload(owner, receiver([body]), BOUNDARY)
+    result = await uploads.upload(owner, receiver([body]), BOUNDARY, parse_id=parse_uuid)
     with services.index.read() as txn:
         asset = asset_index.get(txn, result.asset_id)
     assert asset.sidecar_path == asset.original_path + b".xmp"
@@ -433,7 +446,9 @@ async def test_the_daemon_cleans_up_after_killed_uploads_as_it_starts(settings):
         running = await nursery.start(functools.partial(serve, settings, stop=stop))
         user = running.services.users.create(email="owner@example.com", password="pw", name="Owner")
         body = multipart(DATES, {"assetData": ("kept.jpg", b"stored before the kill")})
-        stored = await running.services.uploads.upload(Principal(user=user), receiver([body]), BOUNDARY)
+        stored = await running.services.uploads.upload(
+            Principal(user=user), receiver([body]), BOUNDARY, parse_id=parse_uuid
+        )
         stop.set()
     folder = incoming_folder(settings.data_dir)
     (folder / "interrupted.part").write_bytes(b"half an upload")
