@@ -9,6 +9,9 @@ every queue shares:
   attempt and a fresh worker takes the next one;
 - a failed attempt is retried up to `maxAttempts`; bad media fails at once (it fails the same way every time).
   Either way the reason is recorded (`job_queue.record_failure`) and shown on the asset;
+- an original that is gone (ENOENT) is not retried: an external asset goes offline and its job is dropped, so the
+  scan that finds the file again brings it back and queues what it lacks (`job_queue.enqueue_missing`); an upload
+  fails at once. One warning names the file. A path the index has changed meanwhile (a storage move) is retried;
 - `start` (Immich's command) enqueues what the handler selects, in batches of short write transactions;
   `pause` stops taking jobs (running ones finish); `empty` drops the waiting ones; `clear-failed` forgets failures.
 """
@@ -19,6 +22,7 @@ import errno
 import functools
 import logging
 import math
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +36,8 @@ from . import assets as asset_index
 from . import job_queue
 from .config import JobSettings
 from .errors import BadMedia, InvalidInput, StorageFull
-from .index import ASSETS, LIBRARIES, USERS, Index, Txn
+from .exiftool import ExiftoolFailed
+from .index import ASSETS, LIBRARIES, PENDING_STORAGE_TEMPLATE, USERS, Index, Txn
 from .logs import setup_logging
 from .originals import NotConfined
 from .paths import NO_EXTERNAL_PATH_MESSAGE, os_error_text
@@ -57,12 +62,14 @@ class Source:
 
 
 class Failure(Exception):
-    """A job's attempt failed; `final` when retrying cannot help (bad media)."""
+    """A job's attempt failed; `final` when retrying cannot help (bad media). `missing`: the original's path, when
+    the attempt found no file there (the queue then decides, against the index, whether it is gone)."""
 
-    def __init__(self, reason: str, *, final: bool):
+    def __init__(self, reason: str, *, final: bool, missing: bytes | None = None):
         super().__init__(reason)
         self.reason = reason
         self.final = final
+        self.missing = missing
 
 
 Group = list[tuple[uuid.UUID, PendingJob]]
@@ -122,8 +129,14 @@ def failure_of(error: BaseException, path: bytes | None = None) -> Failure:
     if isinstance(error, NotConfined):
         return Failure(f"{error.filename}: {error.strerror}", final=True)
     if isinstance(error, OSError):
-        name = error.filename or (path.decode(errors="replace") if path else "")
-        return Failure(f"{name}: {error.strerror or os_error_text(error)}", final=False)
+        filename = os.fsencode(error.filename) if isinstance(error.filename, (str, bytes)) else None
+        name = os.fsdecode(filename or path or b"")
+        reason = f"{name}: {error.strerror or os_error_text(error)}"
+        # the original itself was not found (not exiftool missing, not a derived file's folder)
+        vanished = error.errno in (errno.ENOENT, errno.ENOTDIR) and not isinstance(error, ExiftoolFailed)
+        if vanished and filename is not None and (path is None or filename == path):
+            return Failure(reason, final=False, missing=filename)
+        return Failure(reason, final=False)
     if isinstance(error, trio_parallel.BrokenWorkerError):
         name = path.decode(errors="replace") if path else "the file"
         return Failure(f"{name}: the worker process died while reading it ({error})", final=False)
@@ -323,21 +336,65 @@ class MediaQueue:
         now = utc_now()
         taken = dict(group)
 
-        def work(txn: Txn) -> list[tuple[uuid.UUID, Failure, bool]]:
-            return [
-                (asset_id, failure, job_queue.record_failure(
-                    txn, self.name, asset_id, taken[asset_id], failure.reason, now,
-                    max_attempts=self.jobs.max_attempts, final=failure.final, retry_delay=self.jobs.retry_delay,
-                ))
-                for asset_id, failure in failures.items()
-            ]  # fmt: skip
+        def work(txn: Txn) -> list[tuple[uuid.UUID, Failure, str]]:
+            settled = []
+            for asset_id, failure in failures.items():
+                job = taken[asset_id]
+                verdict = self._vanished(txn, asset_id, job, failure, now) if failure.missing else None
+                if verdict is None:
+                    for_good = job_queue.record_failure(
+                        txn, self.name, asset_id, job, failure.reason, now, max_attempts=self.jobs.max_attempts,
+                        final=failure.final, retry_delay=self.jobs.retry_delay,
+                    )  # fmt: skip
+                    verdict = "failed" if for_good else "retried"
+                settled.append((asset_id, failure, verdict))
+            return settled
 
-        for asset_id, failure, for_good in self.index.write(work):
+        for asset_id, failure, verdict in self.index.write(work):
+            if verdict == "dropped":  # already offline: the scan that brings it back queues this work again
+                continue
+            if verdict == "offline":
+                log.warning(
+                    "%s job for asset %s dropped: %s; the asset is offline until a library scan finds the file",
+                    self.name, asset_id, failure.reason,
+                )  # fmt: skip
+                continue
             log.warning(
                 "%s job for asset %s %s: %s",
-                self.name, asset_id, "failed" if for_good else "failed (retried later unless re-queued)",
+                self.name, asset_id, "failed" if verdict == "failed" else "failed (retried later unless re-queued)",
                 failure.reason,
             )  # fmt: skip
+
+    def _vanished(
+        self, txn: Txn, asset_id: uuid.UUID, job: PendingJob, failure: Failure, now: datetime
+    ) -> str | None:
+        """The attempt found no file at `failure.missing`. Retrying a vanished original only repeats the warning,
+        so: an asset already offline → its job is dropped ("dropped"); an external asset → it goes offline, as
+        the scan that notices would take it, and its job is dropped ("offline"): the scan that finds the file
+        again restores it and queues the work it lacks (`job_queue.enqueue_missing`); an upload (no scan brings
+        it back) → the job fails at once ("failed"). None: an ordinary failure after all — the job was re-queued
+        or the asset removed meanwhile, or its original was moved (the index names another path, or a storage
+        move is pending and may have renamed the file before switching the index): the retry reads the new
+        place."""
+        asset = asset_index.get(txn, asset_id)
+        if asset is None or txn.get(job_queue.QUEUE_TABLES[self.name], asset_id.bytes) != job:
+            return None
+        moving = self.name != job_queue.STORAGE_TEMPLATE and (
+            txn.get(PENDING_STORAGE_TEMPLATE, asset_id.bytes) is not None
+        )
+        if asset.original_path != failure.missing or moving:
+            return None
+        if asset.is_offline:
+            job_queue.finish(txn, self.name, asset_id, job)
+            return "dropped"
+        library = txn.get(LIBRARIES, asset.library_id.bytes)
+        if library is None or library.type == "UPLOAD":
+            job_queue.record_failure(txn, self.name, asset_id, job, failure.reason, now,
+                                     max_attempts=self.jobs.max_attempts, final=True)  # fmt: skip
+            return "failed"
+        asset_index.update(txn, asset, is_offline=True, updated_at=now)
+        job_queue.finish(txn, self.name, asset_id, job)
+        return "offline"
 
 
 def _wanted_slice(

@@ -4,20 +4,33 @@ Pillow, PyAV), the index records the results, and originals come out untouched."
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 import shutil
 import uuid
 from datetime import UTC, datetime
 
 import msgspec
+from PIL import Image
 
-from daemon import job_queue
+from api.validation import parse_uuid
+from daemon import assets as asset_index
+from daemon import job_queue, worker_tasks
 from daemon.derived import DerivedFiles
 from daemon.index import EXIF
 from daemon.media_jobs import MediaQueues
+from daemon.media_queue import Workers
 from daemon.scan import ScanMode
+from tests.daemon.test_uploads import BOUNDARY, DATES, multipart, receiver
 from tests.library_helpers import write
 from tests.media_files import fingerprint, jpeg, png, video
+
+
+def jpeg_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(out, "JPEG")
+    return out.getvalue()
 
 
 def derived(world) -> DerivedFiles:
@@ -88,21 +101,93 @@ async def test_bad_media_fails_with_its_reason_on_the_asset_and_the_rest_carries
         assert asset.content_sha1 is not None  # the hash (moves) does not depend on readable metadata
 
 
-async def test_a_vanished_file_is_retried_then_recorded(world):
-    world.services.settings.job.retry_delay = (
-        0  # the queues share this settings object; backoff is tested apart
-    )
+def vanished_warnings(caplog, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and name in r.getMessage()]
+
+
+async def test_a_vanished_original_goes_offline_with_one_warning_and_its_work_runs_when_it_returns(
+    world, caplog, tmp_path
+):
+    world.services.settings.job.retry_delay = 0  # shared by the queues: any retry would come at once
     root = world.external / "p"
-    jpeg(root / "gone.jpg")
+    jpeg(root / "gone.jpg", taken="2020:01:02 03:04:05")
+    jpeg(root / "kept.jpg")
     library = world.library(root)
     await world.scan(library)
+    shutil.copy2(root / "gone.jpg", tmp_path / "gone.jpg")  # the same bytes and mtime, to bring back later
     os.remove(root / "gone.jpg")
+    caplog.set_level(logging.INFO)
     await world.process_media()
+
+    (warning,) = vanished_warnings(caplog, "gone.jpg")  # one, from whichever queue met it first; no retries
+    assert "dropped" in warning and "No such file or directory" in warning and "offline" in warning
+    assert str(root / "gone.jpg") in warning  # the path itself, not its bytes repr
+    found = {os.path.basename(path).decode(): asset for path, asset in world.assets(library).items()}
+    assert set(found) == {"gone.jpg", "kept.jpg"}  # nothing lost from the index
+    gone, kept = found["gone.jpg"], found["kept.jpg"]
+    assert gone.is_offline and gone.metadata_extracted_at is None and gone.thumbnail_version == 0
+    assert failures(world, gone) == []  # not a failure: the file is missing, and the asset says so
+    assert kept.metadata_extracted_at is not None and kept.thumbnail_version == 1 and not kept.is_offline
+    with world.services.index.read() as txn:
+        assert all(job_queue.waiting(txn, queue) == 0 for queue in job_queue.QUEUE_TABLES)
+
+    shutil.copy2(tmp_path / "gone.jpg", root / "gone.jpg")
+    assert (await world.scan(library)).restored == 1  # unchanged: `enqueue_missing` queues what it never had
+    await world.process_media()
+    back = world.assets(library)[os.fsencode(root / "gone.jpg")]
+    assert back.id == gone.id and not back.is_offline and failures(world, back) == []
+    assert back.metadata_extracted_at is not None and back.thumbnail_version == 1
+    assert back.file_created_at == datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert len(vanished_warnings(caplog, "gone.jpg")) == 1
+
+
+async def test_an_original_vanishing_between_reading_and_hashing_takes_the_same_way(
+    world, caplog, monkeypatch
+):
+    """exiftool read the file, then it went before its content hash: the job is dropped, not retried."""
+    root = world.external / "p"
+    jpeg(root / "a.jpg")
+    library = world.library(root)
+    await world.scan(library)
+    world.services.index.write(lambda txn: job_queue.empty(txn, job_queue.THUMBNAILS))
+    hash_file = worker_tasks.content_sha1
+
+    def vanish_then_hash(path: bytes, confined_to: bytes | None) -> bytes:
+        os.remove(path)
+        return hash_file(path, confined_to)
+
+    async def in_this_process(self, function, *args):  # so the patched hash is the one the job calls
+        return function(*args)
+
+    monkeypatch.setattr(worker_tasks, "content_sha1", vanish_then_hash)
+    monkeypatch.setattr(Workers, "run", in_this_process)
+    await world.process_media()
+    (warning,) = vanished_warnings(caplog, "a.jpg")
+    assert "metadataExtraction job" in warning and "dropped" in warning and "No such file" in warning
     (asset,) = world.assets(library).values()
-    recorded = {failure.queue: failure for failure in failures(world, asset)}
-    assert recorded[job_queue.METADATA].attempts == 3
-    assert "gone.jpg" in recorded[job_queue.METADATA].reason
-    assert "No such file" in recorded[job_queue.METADATA].reason
+    assert asset.is_offline and asset.content_sha1 is None and asset.metadata_extracted_at is None
+    assert failures(world, asset) == []
+
+
+async def test_an_upload_whose_original_vanished_fails_once_per_job_without_retries(world, caplog):
+    world.services.settings.job.retry_delay = 0
+    body = multipart(DATES, {"assetData": ("lost.jpg", jpeg_bytes())})
+    result = await world.services.uploads.upload(
+        world.principal, receiver([body]), BOUNDARY, parse_id=parse_uuid
+    )
+    with world.services.index.read() as txn:
+        original = asset_index.get(txn, result.asset_id).original_path
+    os.remove(original)
+    await world.process_media()
+    with world.services.index.read() as txn:
+        asset = asset_index.get(txn, result.asset_id)
+        recorded = {failure.queue: failure for failure in job_queue.failures_of(txn, asset.id)}
+        assert all(job_queue.waiting(txn, queue) == 0 for queue in job_queue.QUEUE_TABLES)
+    assert not asset.is_offline  # uploads never go offline: no scan would bring them back
+    assert set(recorded) == {job_queue.METADATA, job_queue.THUMBNAILS}
+    assert all(f.attempts == 1 and "No such file or directory" in f.reason for f in recorded.values())
+    warnings = vanished_warnings(caplog, os.fsdecode(original))
+    assert len(warnings) == 2 and all(" failed: " in w for w in warnings), warnings
 
 
 async def test_a_changed_file_gets_a_new_thumbnail_version_and_the_old_one_goes(world):
