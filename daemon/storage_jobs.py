@@ -34,6 +34,7 @@ from .storage_moves import (
     DestinationTaken,
     MoveFailed,
     choose_destination,
+    journal_folder,
     move_file,
     move_sidecar,
     remove_source,
@@ -71,6 +72,7 @@ class StorageTemplateJobs:
         self.settings = settings.storage_template
         self.template = parse(self.settings.template)
         self._upload_prefix = os.fsencode(os.path.join(settings.data_dir, ""))
+        self.journal = journal_folder(settings.data_dir)  # a copy killed mid-way: swept as the daemon starts
 
     def wanted(self, asset: Asset, *, force: bool) -> bool:
         """Upload-library assets (their originals live in the data directory, where no external import path
@@ -155,7 +157,7 @@ class StorageTemplateJobs:
 
     def _move(self, asset: Asset, current: Path, destination: Path) -> tuple[bool, bool | None]:
         verify = asset.content_sha1 if self.settings.hash_verification_enabled else None
-        copied = move_file(current, destination, verify_sha1=verify)
+        copied = move_file(current, destination, verify_sha1=verify, journal=self.journal)
         if asset.sidecar_path is None:
             return copied, None
         try:
@@ -163,13 +165,14 @@ class StorageTemplateJobs:
                 Path(os.fsdecode(asset.sidecar_path)),
                 destination,
                 verify=self.settings.hash_verification_enabled,
+                journal=self.journal,
             )
         except MoveFailed:
             # Put the original back so the asset and its sidecar stay together where the index says they are.
             if copied:
                 remove_source(destination)
             else:
-                move_file(destination, current, verify_sha1=None)
+                move_file(destination, current, verify_sha1=None, journal=self.journal)
             raise
         return copied, sidecar_copied
 

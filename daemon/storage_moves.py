@@ -10,12 +10,21 @@ trio thread. The index is not touched here; the caller keeps §5.7's order:
 4. `remove_source` — only when `move_file` said the source is left behind.
 
 At every step the index points at a file that exists, and nothing here ever replaces an existing file.
+
+A copy across filesystems goes through a temporary file beside the destination (`.filmroll-move-<token>.tmp`).
+A process killed mid-copy cannot remove it, so before creating it the mover writes a journal entry,
+`<data>/moving/<token>` naming the destination's folder (fsynced), and holds an exclusive `flock` on that entry until
+the temporary file is gone (renamed into place or removed). `sweep_interrupted_moves` (the daemon's start, before
+any job runs) removes the temporary file of every entry no process holds, then the entry. The journal is what makes
+the sweep cheap and exact: it never walks the library trees (a million originals on a NAS), and it can only ever
+remove a file whose name carries the token a dead mover wrote down.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import itertools
 import logging
@@ -32,6 +41,11 @@ log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".xmp"
 _CHUNK = 1 << 20
+JOURNAL_FOLDER = "moving"
+"""`<data>/moving/`: one entry per copy across filesystems in progress (see the module docstring)."""
+_TOKEN = re.compile(r"[0-9a-f]{16}", re.ASCII)
+_MOVE_TREES = ("library", "upload")
+"""Where in the data directory moves write (`storage_template.user_root`, `legacy_upload_path`)."""
 
 
 class MoveFailed(FilmrollError):
@@ -196,40 +210,164 @@ def _sha1_of(path: Path) -> bytes:
 # --- moving -------------------------------------------------------------------------------------------------
 
 
-def _copy_into_place(source: Path, destination: Path, verify_sha1: bytes | None) -> None:
-    """Copy `source` to a temporary name beside `destination`, fsync it, check its SHA-1, rename it into place
-    without replacing, fsync the folder. The temporary file never survives a failure."""
-    # A short hidden name: crawlers skip it, and it fits even when the destination's name is near 255 bytes.
-    temporary = destination.parent / f".filmroll-move-{secrets.token_hex(8)}.tmp"
+def temporary_name(token: str) -> str:
+    """The name of a copy's temporary file: short and hidden (crawlers skip it, and it fits even when the
+    destination's name is near 255 bytes)."""
+    return f".filmroll-move-{token}.tmp"
+
+
+def journal_folder(data_dir: str | os.PathLike[str]) -> Path:
+    """`<data>/moving`: where copies across filesystems note their temporary files (module docstring)."""
+    return Path(data_dir) / JOURNAL_FOLDER
+
+
+class _JournalEntry:
+    """`<journal>/<token>`, holding the folder of the temporary file `temporary_name(token)`: created, locked
+    (`flock`, exclusive, held until `close`) and durable before that file is."""
+
+    def __init__(self, journal: Path, folder: Path):
+        _make_folders(journal)
+        for _ in range(100):
+            token = secrets.token_hex(8)
+            path = journal / token
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            # waits only while a sweep (of another process) that found it unlocked removes it
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if _still_named(descriptor, path):
+                break
+            os.close(descriptor)  # a sweep (of another process) took it between the open and the lock
+        else:
+            raise FileExistsError(errno.EEXIST, "no free journal name", str(journal))
+        self.path, self.token, self._descriptor = path, token, descriptor
+        try:
+            os.write(descriptor, os.fsencode(folder))
+            os.fsync(descriptor)
+            _fsync_directory(journal)  # power loss: the entry exists if the temporary file does
+        except BaseException:
+            self.close(Path(folder, temporary_name(token)))
+            raise
+
+    def close(self, temporary: Path) -> None:
+        """Done: the entry goes, unless `temporary` is still there (its removal failed: a later sweep retries),
+        and the lock is released."""
+        try:
+            if not os.path.lexists(temporary):
+                _remove_quietly(self.path)
+        finally:
+            os.close(self._descriptor)
+
+
+def _still_named(descriptor: int, path: Path) -> bool:
     try:
-        status = os.stat(source)
-        with open(source, "rb") as reading, open(temporary, "xb") as writing:
-            shutil.copyfileobj(reading, writing, _CHUNK)
-            writing.flush()
-            os.fchmod(writing.fileno(), status.st_mode & 0o777)
-            os.utime(writing.fileno(), ns=(status.st_atime_ns, status.st_mtime_ns))
-            os.fsync(writing.fileno())
-        if verify_sha1 is not None:
-            copied = _sha1_of(temporary)
-            if copied != verify_sha1:
-                raise MoveFailed(
-                    f"Cannot move {source} to {destination}: the copy's SHA-1 {copied.hex()} is not the "
-                    f"expected {verify_sha1.hex()}"
-                )
-        _rename_without_replacing(temporary, destination)
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-    _fsync_directory(destination.parent)
+        return os.path.samestat(os.fstat(descriptor), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
-def move_file(source: Path, destination: Path, *, verify_sha1: bytes | None) -> bool:
+def _copy_into_place(
+    source: Path, destination: Path, verify_sha1: bytes | None, journal: Path | None
+) -> None:
+    """Copy `source` to a temporary name beside `destination`, fsync it, check its SHA-1, rename it into place
+    without replacing, fsync the folder. The temporary file never survives a failure; with `journal`, not a kill
+    either (once `sweep_interrupted_moves` ran)."""
+    entry = _JournalEntry(journal, destination.parent) if journal is not None else None
+    temporary = destination.parent / temporary_name(entry.token if entry else secrets.token_hex(8))
+    try:
+        try:
+            status = os.stat(source)
+            with open(source, "rb") as reading, open(temporary, "xb") as writing:
+                shutil.copyfileobj(reading, writing, _CHUNK)
+                writing.flush()
+                os.fchmod(writing.fileno(), status.st_mode & 0o777)
+                os.utime(writing.fileno(), ns=(status.st_atime_ns, status.st_mtime_ns))
+                os.fsync(writing.fileno())
+            if verify_sha1 is not None:
+                copied = _sha1_of(temporary)
+                if copied != verify_sha1:
+                    raise MoveFailed(
+                        f"Cannot move {source} to {destination}: the copy's SHA-1 {copied.hex()} is not the "
+                        f"expected {verify_sha1.hex()}"
+                    )
+            _rename_without_replacing(temporary, destination)
+        except BaseException:
+            _remove_quietly(temporary)
+            raise
+        _fsync_directory(destination.parent)
+    finally:
+        if entry is not None:
+            entry.close(temporary)
+
+
+def sweep_interrupted_moves(data_dir: str | os.PathLike[str]) -> int:
+    """Remove the temporary files of copies across filesystems that died with their process (blocking: run it in a
+    thread). Returns how many went.
+
+    Only journal entries no process holds are used: the daemon calls this as it starts, before any job runs, so
+    none of its own moves is under way, and a move running in another process keeps its entry locked. Of each
+    such entry, exactly `temporary_name(<entry's name>)` in the folder it names is removed, and only when that
+    folder lies inside the data directory's `library/` or `upload/` (resolved, as `choose_destination` resolves
+    destinations); then the entry goes. A destination already renamed into place is never touched: it no longer
+    has the temporary name.
+    """
+    journal = journal_folder(data_dir)
+    try:
+        entries = list(os.scandir(journal))
+    except FileNotFoundError:
+        return 0
+    roots = [os.fsencode(os.path.realpath(Path(data_dir, tree))) for tree in _MOVE_TREES]
+    removed = 0
+    for entry in entries:
+        if not _TOKEN.fullmatch(entry.name):
+            continue  # not ours
+        try:
+            descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone meanwhile, or not a plain file
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a move under way in another process
+            if not _still_named(descriptor, Path(entry.path)):
+                continue  # removed by another sweep meanwhile
+            written = os.read(descriptor, 1 << 16)
+            if written:  # (empty: its mover died before noting anything, so before creating anything)
+                folder = os.path.realpath(written)
+                if not any(is_within(folder, root) for root in roots):
+                    log.warning(
+                        "storage move journal %s names %s, outside %s: left as it is",
+                        entry.path, os.fsdecode(written), " and ".join(map(os.fsdecode, roots)),
+                    )  # fmt: skip
+                    continue
+                temporary = Path(os.fsdecode(folder), temporary_name(entry.name))
+                try:
+                    os.unlink(temporary)
+                    removed += 1
+                except FileNotFoundError:
+                    pass  # renamed into place (or removed) before the process died
+                except OSError as error:
+                    log.warning("could not remove temporary file %s: %s", temporary, error.strerror)
+                    continue  # the entry stays: the next start tries again
+            os.unlink(entry.path)  # while locked: a mover that opened it meanwhile finds it gone
+        finally:
+            os.close(descriptor)
+    return removed
+
+
+def move_file(
+    source: Path, destination: Path, *, verify_sha1: bytes | None, journal: Path | None = None
+) -> bool:
     """Give `source` its new name `destination` (from `choose_destination`), creating folders, never replacing a
     file, and never leaving a moment when the old name is gone before the caller's index says so.
 
     Same filesystem: a hard link (`link` fails rather than replace). Another filesystem: a copy to a temporary
     name in the destination's folder, fsynced, its SHA-1 checked against `verify_sha1` (skipped when None), renamed
-    into place. Either way the destination's folder entry is fsynced and True is returned: the source is still
+    into place; with `journal` (`journal_folder(data_dir)`), a kill mid-copy leaves a temporary file that
+    `sweep_interrupted_moves` removes (without, nothing ever removes it). Either way the destination's folder entry
+    is fsynced and True is returned: the source is still
     there, and the caller removes it with `remove_source` once its index write is durable (§5.7). A destination
     that already is a link to `source` (a move interrupted before its index write) is adopted. Only on a
     filesystem without hard links is the file renamed (returns False): the index then lags the rename briefly.
@@ -257,7 +395,7 @@ def move_file(source: Path, destination: Path, *, verify_sha1: bytes | None) -> 
                 raise FileExistsError(
                     errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(destination)
                 ) from None
-            _copy_into_place(source, destination, verify_sha1)
+            _copy_into_place(source, destination, verify_sha1, journal)
             return True
         _fsync_directory(destination.parent)
     except OSError as error:
@@ -283,12 +421,15 @@ def remove_source(source: Path) -> None:
         raise _failure(f"Cannot remove {source} after moving it", error, source) from error
 
 
-def move_sidecar(sidecar: Path, destination: Path, *, verify: bool = True) -> bool | None:
+def move_sidecar(
+    sidecar: Path, destination: Path, *, verify: bool = True, journal: Path | None = None
+) -> bool | None:
     """Move the sidecar at `sidecar` to `<destination>.xmp`, `destination` being its original's new path (§5.7).
 
     Same contract as `move_file`: returns whether the old sidecar still needs `remove_source`, or None when there
     is no sidecar at `sidecar`. With `verify`, a copy across filesystems is checked against the SHA-1 of the
-    sidecar read just before (sidecars are small). Raises DestinationTaken / MoveFailed like `move_file`.
+    sidecar read just before (sidecars are small); `journal` as for `move_file`. Raises DestinationTaken /
+    MoveFailed like `move_file`.
     """
     if not os.path.lexists(sidecar):
         return None
@@ -296,4 +437,4 @@ def move_sidecar(sidecar: Path, destination: Path, *, verify: bool = True) -> bo
         expected = _sha1_of(sidecar) if verify else None
     except OSError as error:
         raise _failure(f"Cannot move {sidecar} to {sidecar_of(destination)}", error, sidecar) from error
-    return move_file(sidecar, sidecar_of(destination), verify_sha1=expected)
+    return move_file(sidecar, sidecar_of(destination), verify_sha1=expected, journal=journal)
