@@ -34,6 +34,7 @@ import numpy
 from PIL import ExifTags, Image, ImageCms, JpegImagePlugin, UnidentifiedImageError
 
 from .config import ImageOutput, ImageSettings
+from .derived import forget_failed_render, note_render
 from .errors import BadMedia
 from .media_types import RAW_EXTENSIONS, extension
 from .originals import open_original
@@ -316,6 +317,9 @@ def _write_outputs(
     picture: Picture, thumbnail_path: str, preview_path: str, settings: ImageSettings
 ) -> Rendered:
     """Make the larger output from the decode and the smaller from the larger; write both or neither."""
+    # Before anything is written: a kill from here until the daemon removed the old versions leaves a note, so
+    # the daemon's next start finds what to clean up (`daemon.derived`).
+    note_render(thumbnail_path)
     jobs = sorted(
         [(settings.preview, preview_path), (settings.thumbnail, thumbnail_path)],
         key=lambda job: job[0].size,
@@ -347,6 +351,7 @@ def _write_outputs(
         for temporary, _ in written:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+        forget_failed_render(thumbnail_path)
         raise
     return Rendered(thumbhash=thumbhash, width=picture.width, height=picture.height)
 
