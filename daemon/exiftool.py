@@ -9,6 +9,13 @@ the descriptor; exiftool reads it through a symlink in a private directory, `<n>
 That is a "magic link" to the file already checked, so a symlink swapped into the library afterwards cannot
 redirect the read, and names with newlines or non-UTF-8 bytes never reach exiftool's line-based argument stream.
 The link keeps the original's extension because exiftool picks the file type by it for some formats (RAW, MTS).
+
+The private directory, `$TMPDIR/filmroll-exiftool-<pid>-<random>`, is removed at exit; a worker killed outright
+(SIGKILL, or trio-parallel killing it on cancel) cannot, so its owner holds an exclusive `flock` on it for its whole
+life and `sweep_link_directories` removes every one of these whose lock nobody holds: a new worker's first batch
+does, and so does the daemon as it starts. The lock, not the pid in the name, says whether the owner lives: pids are
+reused, and /tmp may be shared by daemons (and test runs) of other pid namespaces. Folders of the older unlocked
+form (`filmroll-exiftool-<8 characters>`) are never swept: their owner cannot be told alive or dead.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import fcntl
 import itertools
 import json
 import os
 import re
+import secrets
 import selectors
 import shutil
 import signal
@@ -54,6 +63,8 @@ _COMMAND = [
     *(f"-{tag}" for tag in TEXT_TAGS),
 ]
 _EXTENSION = re.compile(r"\.[a-z0-9]{1,16}", re.ASCII)
+LINKS_PREFIX = "filmroll-exiftool-"
+_LINKS_NAME = re.compile(re.escape(LINKS_PREFIX) + r"[0-9]+-[0-9a-f]{16}", re.ASCII)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -232,15 +243,94 @@ class _StayOpen:
 
 
 def _link_directory() -> str:
-    """This process's private directory for links to open descriptors (0700, removed at exit)."""
-    global _links
-    if _links is None or not os.path.isdir(_links):
-        _links = tempfile.mkdtemp(prefix="filmroll-exiftool-")
-        atexit.register(shutil.rmtree, _links, ignore_errors=True)
+    """This process's private directory for links to open descriptors (0700, locked while this process lives,
+    removed at exit). The first one a process makes sweeps those of dead processes first."""
+    global _links, _links_owner
+    if _links is not None and _links_owner == os.getpid():
+        if os.path.isdir(_links):
+            return _links
+        _remove_link_directory(_links, os.getpid())  # removed under us: release its lock, make another
+    else:  # this process's first (a fork inherits its parent's: not ours, and its lock is the parent's)
+        sweep_link_directories()
+    _links = _new_link_directory()
+    _links_owner = os.getpid()
+    atexit.register(_remove_link_directory, _links, _links_owner)
     return _links
+
+
+def _new_link_directory() -> str:
+    folder = tempfile.gettempdir()
+    for _ in range(100):
+        path = os.path.join(folder, f"{LINKS_PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
+        try:
+            os.mkdir(path, 0o700)
+            descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileExistsError, FileNotFoundError):
+            continue  # taken, or a sweep removed it between the mkdir and the open
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # waits only while a sweep that found it unlocked removes it
+        if _still_named(descriptor, path):
+            _link_locks[path] = descriptor  # kept open, so locked, until this process ends
+            return path
+        os.close(descriptor)  # a sweep took it between the mkdir and the lock: another name
+    raise FileExistsError(errno.EEXIST, "no free name for exiftool's link directory", folder)
+
+
+def _remove_link_directory(path: str, owner: int) -> None:
+    if owner != os.getpid():
+        return  # a forked child runs its parent's exit hooks too: not its folder
+    shutil.rmtree(path, ignore_errors=True)
+    descriptor = _link_locks.pop(path, None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+def _still_named(descriptor: int, path: str) -> bool:
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
+
+
+def sweep_link_directories(folder: str | None = None) -> int:
+    """Remove the link directories (in `folder`, by default the temp directory) of processes that died without
+    removing theirs: those of this user whose lock nobody holds (blocking). A live worker's directory, in any
+    daemon, stays. Returns how many went."""
+    folder = tempfile.gettempdir() if folder is None else folder
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _LINKS_NAME.fullmatch(entry.name):
+            continue
+        try:
+            if (
+                not entry.is_dir(follow_symlinks=False)
+                or entry.stat(follow_symlinks=False).st_uid != os.getuid()
+            ):
+                continue
+            descriptor = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _still_named(descriptor, entry.path):
+                # while locked: an owner that made it meanwhile finds it gone and takes another name
+                shutil.rmtree(entry.path)
+                removed += 1
+        except (BlockingIOError, FileNotFoundError):
+            continue  # its owner lives, or another sweep removed it
+        except OSError:
+            continue  # not ours to remove after all (permissions)
+        finally:
+            os.close(descriptor)
+    return removed
 
 
 _process: _StayOpen | None = None
 _links: str | None = None
+_links_owner: int | None = None
+_link_locks: dict[str, int] = {}
 _batches = itertools.count(1)
 atexit.register(shutdown)
