@@ -23,7 +23,10 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from . import assets as asset_index
+from . import exiftool, storage_moves
 from .config import Settings
+from .derived import DerivedFiles
 from .index import Index
 from .services import Services
 from .systemd_notify import Notifier, StatusRefresh, watch
@@ -95,6 +98,32 @@ async def _announce_stopping(stop: trio.Event, notifier: Notifier) -> None:
     notifier.stopping("stopping: draining HTTP, then stopping the jobs")
 
 
+async def _sweep_after_a_crash(services: Services) -> None:
+    """What a kill (SIGKILL, power loss) of the previous run left behind goes, before any job or request runs:
+    none of this daemon's uploads, moves or renders is under way yet, so whatever their journals and notes name is
+    a dead one's (work of other live processes is flock-held and stays)."""
+    settings = services.settings
+    await services.uploads.sweep_incoming()  # uploads cut short
+    removed = await trio.to_thread.run_sync(storage_moves.sweep_interrupted_moves, settings.data_dir)
+    if removed:
+        log.info("removed %d temp file(s) of storage moves cut short while copying", removed)
+    # Renders killed after their version switch (or before it): every thumbnail and preview but the current go.
+    derived = DerivedFiles(settings.data_dir, settings.image)
+    interrupted = await trio.to_thread.run_sync(derived.interrupted_renders)
+    if interrupted:
+        with services.index.read() as txn:
+            versions = {}
+            for asset_id in interrupted:
+                asset = asset_index.get(txn, asset_id)
+                versions[asset_id] = None if asset is None else asset.thumbnail_version
+        await trio.to_thread.run_sync(derived.finish_interrupted, versions)
+        log.info("cleaned up after %d thumbnail render(s) cut short", len(interrupted))
+    # exiftool link folders of metadata workers killed outright (here or in any daemon of this user): unlocked.
+    removed = await trio.to_thread.run_sync(exiftool.sweep_link_directories)
+    if removed:
+        log.info("removed %d link folder(s) of killed metadata workers", removed)
+
+
 @dataclass(frozen=True)
 class Running:
     """What `serve` reports once it is ready: where it listens, and the services it runs."""
@@ -130,7 +159,7 @@ async def serve(
         index = Index(settings.index_path, migrate=True)
         resources.callback(index.close)
         services = Services.build(settings, index)
-        await services.uploads.sweep_incoming()  # what uploads cut short by a crash left behind
+        await _sweep_after_a_crash(services)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
