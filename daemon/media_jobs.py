@@ -8,11 +8,16 @@ failures, worker processes) is `daemon/media_queue.py`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
-from dataclasses import dataclass
+import logging
+import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import trio
 
 from . import asset_edits, job_queue, worker_tasks
@@ -39,7 +44,14 @@ from .records import Asset, ExifInfo, PendingJob
 from .storage_jobs import StorageTemplateJobs
 from .timeutil import utc_now
 
+log = logging.getLogger(__name__)
+
 SWAPPED_ORIENTATIONS = {"5", "6", "7", "8"}
+RUNNER_LOCK = "locks/media-queues.lock"
+"""Under the data directory: `flock`ed by the process running the media queues, as long as they run."""
+RUNNER_STATE = "locks/media-queues.json"
+"""Beside it: that process's pid and which queues it has paused (replaced atomically on every change)."""
+LOCK_PATIENCE_SECONDS = 2.0
 
 
 def _locate_group(
@@ -279,15 +291,98 @@ class VideoJobs(_OneByOne):
         return None
 
 
+class Runner(msgspec.Struct):
+    """What `filmroll jobs` learns of the process running the media queues of a data directory."""
+
+    pid: int = 0
+    paused: list[str] = msgspec.field(default_factory=list)
+
+
+def running(data_dir: str | os.PathLike[str]) -> Runner | None:
+    """The process running the media queues of `data_dir` (a daemon), None when none does: nobody holds the
+    runner lock (the kernel drops it when its holder dies, so a killed daemon does not count). Read-only."""
+    try:
+        descriptor = os.open(Path(data_dir) / RUNNER_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:  # no daemon ever ran the queues here
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass  # held: a daemon runs them
+    else:
+        return None
+    finally:
+        os.close(descriptor)  # closing drops our shared lock at once, if we took it
+    try:
+        return msgspec.json.decode((Path(data_dir) / RUNNER_STATE).read_bytes(), type=Runner)
+    except (OSError, msgspec.DecodeError):  # being written for the first time: running, nothing paused yet
+        return Runner()
+
+
+@dataclass
+class _RunnerMark:
+    """The runner lock, held while `MediaQueues.run` runs, and the state file beside it."""
+
+    data_dir: Path
+    descriptor: int | None = None
+    paused: list[str] = field(default_factory=list)
+
+    async def acquire(self) -> None:
+        path = self.data_dir / RUNNER_LOCK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with trio.move_on_after(LOCK_PATIENCE_SECONDS):  # a `filmroll jobs` holds it shared for an instant
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    await trio.sleep(0.05)
+                    continue
+                self.descriptor = descriptor
+                self.publish(self.paused)
+                return
+        os.close(descriptor)
+        holder = running(self.data_dir)
+        log.warning(
+            "another process (pid %s) runs the media queues of %s; `filmroll jobs --watch` follows that one",
+            holder.pid if holder else "unknown", self.data_dir,
+        )  # fmt: skip
+
+    def publish(self, paused: list[str]) -> None:
+        self.paused = paused
+        if self.descriptor is None:
+            return
+        state = self.data_dir / RUNNER_STATE
+        temporary = state.with_suffix(".json.tmp")
+        try:
+            temporary.write_bytes(msgspec.json.encode(Runner(pid=os.getpid(), paused=paused)))
+            os.replace(temporary, state)
+        except OSError as error:  # a full disk: the CLI then sees no queue paused; the queues run on
+            log.warning("cannot record the paused media queues in %s: %s", state, error)
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            with contextlib.suppress(OSError):
+                (self.data_dir / RUNNER_STATE).unlink()
+            os.close(self.descriptor)  # closing releases the lock
+            self.descriptor = None
+
+
 @dataclass
 class MediaQueues:
-    """The media queues the daemon runs, each with its own workers and concurrency (`[job]` settings)."""
+    """The media queues the daemon runs, each with its own workers and concurrency (`[job]` settings).
+
+    While they run, their process holds `RUNNER_LOCK` under the data directory and keeps `RUNNER_STATE` (its pid,
+    the paused queues) up to date, so `filmroll jobs --watch` can tell a daemon at work from no daemon at all, and
+    a paused queue from a slow one (`running`)."""
 
     metadata: MediaQueue
     thumbnails: MediaQueue
     video: MediaQueue
     storage: MediaQueue
     """`storageTemplateMigration` (`daemon.storage_jobs`): file moves, one at a time."""
+    data_dir: Path | None = None
+    """Where the runner lock lives (None: no lock, as in tests that build the queues by hand)."""
 
     @classmethod
     def build(cls, index: Index, settings: Settings) -> MediaQueues:
@@ -303,16 +398,35 @@ class MediaQueues:
             thumbnails=queue(ThumbnailJobs(index, files, settings.image), jobs.thumbnail_generation),
             video=queue(VideoJobs(index, files, settings.ffmpeg), jobs.video_conversion),
             storage=queue(StorageTemplateJobs(index, settings), 1),
+            data_dir=settings.data_path,
         )
 
     def by_name(self) -> dict[str, MediaQueue]:
         return {queue.name: queue for queue in (self.metadata, self.thumbnails, self.video, self.storage)}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            for queue in self.by_name().values():
-                await nursery.start(queue.run)
-            task_status.started()
+        queues = self.by_name()
+        mark = None if self.data_dir is None else _RunnerMark(self.data_dir)
+
+        def publish() -> None:
+            if mark is not None:
+                mark.publish(sorted(name for name, queue in queues.items() if queue.paused))
+
+        try:
+            if mark is not None:
+                mark.paused = sorted(name for name, queue in queues.items() if queue.paused)
+                await mark.acquire()
+            for queue in queues.values():
+                queue.on_pause_change = publish
+            async with trio.open_nursery() as nursery:
+                for queue in queues.values():
+                    await nursery.start(queue.run)
+                task_status.started()
+        finally:
+            for queue in queues.values():
+                queue.on_pause_change = None
+            if mark is not None:
+                mark.release()
 
     async def idle(self) -> None:
         """Return once every media queue is idle (a job of one may queue work for another, so loop)."""

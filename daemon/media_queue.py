@@ -182,6 +182,8 @@ class MediaQueue:
         self._wake = trio.Event()
         self._start_force: bool | None = None
         """A `start` the runner has yet to carry out (its `force`)."""
+        self.on_pause_change: Callable[[], None] | None = None
+        """Called after `pause` and `resume` (`MediaQueues` publishes which queues are paused for the CLI)."""
 
     # -- status and commands (Immich's PUT /api/jobs/{name}) ---------------------------------------------
 
@@ -206,10 +208,14 @@ class MediaQueue:
 
     def pause(self) -> None:
         self.paused = True
+        if self.on_pause_change is not None:
+            self.on_pause_change()
 
     def resume(self) -> None:
         self.paused = False
         self._wake.set()
+        if self.on_pause_change is not None:
+            self.on_pause_change()
 
     def empty(self) -> None:
         """Drop every waiting job (running ones finish)."""
