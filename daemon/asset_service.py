@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -24,7 +25,7 @@ from .access import Principal
 from .asset_edits import AssetChanges
 from .derived import MIME_TYPES, DerivedFiles
 from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
-from .index import ASSET_EDITS, EXIF, Index, Txn
+from .index import ASSET_EDITS, EXIF, LIBRARIES, Index, Txn
 from .media_queue import locate
 from .media_types import mime_type
 from .originals import NotConfined, open_original
@@ -51,6 +52,26 @@ class AssetDetails:
     asset: Asset
     exif: ExifInfo | None
     failures: list[JobFailure]
+    checksum: bytes
+    """Immich's `checksum` (`Checksums`)."""
+
+
+class Checksums:
+    """Immich's `checksum` of assets (`daemon.assets.immich_checksum`) read in the caller's transaction, each
+    library's type looked up once: a response listing a thousand assets costs one transaction and a look-up per
+    library, not a transaction per asset. Valid while `txn` is."""
+
+    def __init__(self, txn: Txn):
+        self._txn = txn
+        self._in_upload_library: dict[uuid.UUID, bool] = {}
+
+    def of(self, asset: Asset) -> bytes:
+        in_upload_library = self._in_upload_library.get(asset.library_id)
+        if in_upload_library is None:
+            library = self._txn.get(LIBRARIES, asset.library_id.bytes)
+            in_upload_library = library is not None and library.type == "UPLOAD"
+            self._in_upload_library[asset.library_id] = in_upload_library
+        return asset_index.immich_checksum(asset, in_upload_library=in_upload_library)
 
 
 class AssetService:
@@ -66,15 +87,23 @@ class AssetService:
         principal.require_owner(asset.owner_id, permission)
         return asset
 
-    def checksum(self, asset: Asset) -> bytes:
-        """Immich's `checksum` of the asset (`daemon.assets.immich_checksum`)."""
+    def checksums(self, assets: Sequence[Asset]) -> list[bytes]:
+        """Immich's `checksum` of each asset (`Checksums`), in one read transaction (none for no assets)."""
+        if not assets:
+            return []
         with self.index.read() as txn:
-            return asset_index.checksum_of(txn, asset)
+            checksum = Checksums(txn).of
+            return [checksum(asset) for asset in assets]
 
     def details(self, principal: Principal, asset_id: uuid.UUID) -> AssetDetails:
         asset = self.get(principal, asset_id)
         with self.index.read() as txn:
-            return AssetDetails(asset, txn.get(EXIF, asset_id.bytes), job_queue.failures_of(txn, asset_id))
+            return AssetDetails(
+                asset,
+                txn.get(EXIF, asset_id.bytes),
+                job_queue.failures_of(txn, asset_id),
+                Checksums(txn).of(asset),
+            )
 
     def get_many(self, principal: Principal, asset_ids: list[uuid.UUID], permission: str) -> list[Asset]:
         """All of them or none: any id that is unknown or not the caller's raises NotFoundOrNoAccess."""

@@ -25,7 +25,8 @@ from . import album_index
 from . import assets as asset_index
 from .access import Principal
 from .asset_edits import MAX_OFFSET_MINUTES
-from .index import EXIF, LIBRARIES, Index, Txn
+from .asset_service import Checksums
+from .index import EXIF, Index, Txn
 from .records import Asset, ExifInfo
 from .timeline import (
     EntryFilter,
@@ -76,6 +77,8 @@ class MetadataQuery:
 @dataclass
 class Found:
     asset: Asset
+    checksum: bytes
+    """Immich's `checksum` (`daemon.asset_service.Checksums`), read in the search's transaction."""
     exif: ExifInfo | None = None
 
 
@@ -86,16 +89,16 @@ class SearchPage:
 
 
 class _AssetFilter:
-    """The filters that need the asset record (and, for checksums, its library's type)."""
+    """The filters that need the asset record (and, for checksums, its library's type: `checksums`, which the
+    page's items reuse)."""
 
     def __init__(self, txn: Txn, query: MetadataQuery):
-        self.txn = txn
         self.query = query
+        self.checksums = Checksums(txn)
         self.path = query.original_path.casefold() if query.original_path else None
         self.name = query.original_file_name.casefold() if query.original_file_name else None
         self.after = micros(query.taken_after) if query.taken_after else None
         self.before = micros(query.taken_before) if query.taken_before else None
-        self._uploads: dict[uuid.UUID, bool] = {}
 
     def passes(self, asset: Asset) -> bool:
         query = self.query
@@ -112,14 +115,7 @@ class _AssetFilter:
             self.before is not None and taken > self.before
         ):
             return False
-        return query.checksum is None or self.checksum(asset) == query.checksum
-
-    def checksum(self, asset: Asset) -> bytes:
-        """Immich's checksum (`daemon.assets.immich_checksum`), each library's type read once per search."""
-        if asset.library_id not in self._uploads:
-            library = self.txn.get(LIBRARIES, asset.library_id.bytes)
-            self._uploads[asset.library_id] = library is not None and library.type == "UPLOAD"
-        return asset_index.immich_checksum(asset, in_upload_library=self._uploads[asset.library_id])
+        return query.checksum is None or self.checksums.of(asset) == query.checksum
 
 
 def _text(path: bytes) -> str:
@@ -142,7 +138,7 @@ class SearchService:
             ordered = self._ordered(txn, principal, query, asset_filter)
             window = list(itertools.islice(ordered, skip, skip + query.size + 1))
             page = SearchPage(
-                items=[Found(asset) for asset in window[: query.size]],
+                items=[Found(asset, asset_filter.checksums.of(asset)) for asset in window[: query.size]],
                 next_page=query.page + 1 if len(window) > query.size else None,
             )
             if query.with_exif:

@@ -134,6 +134,8 @@ class AlbumStatisticsResponse(BaseModel):
 
 def album_response(view: AlbumView) -> AlbumResponse:
     album, owner = view.album, view.owner
+    members = view.assets or []
+    checksums = services().assets.checksums(members)  # one transaction for them all (none without members)
     return AlbumResponse(
         id=str(album.id),
         albumName=album.name,
@@ -156,7 +158,7 @@ def album_response(view: AlbumView) -> AlbumResponse:
             profileImagePath="",
             profileChangedAt=owner.profile_changed_at,
         ),
-        assets=[asset_response(asset) for asset in view.assets or ()],
+        assets=[asset_response(asset, checksum) for asset, checksum in zip(members, checksums, strict=True)],
     )
 
 

@@ -187,11 +187,13 @@ def exif_response(asset: Asset, info: ExifInfo | None) -> ExifResponse:
     )
 
 
-def asset_response(asset: Asset, details: AssetDetails | None = None) -> AssetResponse:
+def asset_response(asset: Asset, checksum: bytes, details: AssetDetails | None = None) -> AssetResponse:
+    """`AssetResponseDto`. `checksum`: Immich's (`daemon.asset_service.Checksums`), which the caller reads with the
+    asset, in the transaction it reads a whole list in (`AssetService.checksums`), never one per asset."""
     return AssetResponse(
         id=str(asset.id),
         type=asset.type,
-        checksum=base64.b64encode(services().assets.checksum(asset)).decode(),
+        checksum=base64.b64encode(checksum).decode(),
         deviceAssetId="",
         deviceId="",
         ownerId=str(asset.owner_id),
@@ -313,7 +315,7 @@ async def delete_assets(data: DeleteAssetsRequest) -> tuple[str, int]:
 async def update_asset(asset_id: str, data: UpdateAssetRequest) -> AssetResponse:
     changes = asset_changes(data)
     details = services().assets.update(principal(), parse_uuid(asset_id), changes)
-    return asset_response(details.asset, details)
+    return asset_response(details.asset, details.checksum, details)
 
 
 @blueprint.get("/api/assets/<asset_id>")
@@ -321,7 +323,7 @@ async def update_asset(asset_id: str, data: UpdateAssetRequest) -> AssetResponse
 @validate_response(AssetResponse)
 async def get_asset(asset_id: str) -> AssetResponse:
     details = services().assets.details(principal(), parse_uuid(asset_id))
-    return asset_response(details.asset, details)
+    return asset_response(details.asset, details.checksum, details)
 
 
 @blueprint.get("/api/assets/<asset_id>/original")

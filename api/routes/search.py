@@ -118,7 +118,11 @@ async def search_metadata(data: MetadataSearchRequest) -> SearchResponse:
     query = query_of(data)
     page = services().search.search_metadata(principal(), query)
     items = [
-        asset_response(found.asset, AssetDetails(found.asset, found.exif, []) if query.with_exif else None)
+        asset_response(
+            found.asset,
+            found.checksum,
+            AssetDetails(found.asset, found.exif, [], found.checksum) if query.with_exif else None,
+        )
         for found in page.items
     ]
     return SearchResponse(
