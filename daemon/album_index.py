@@ -53,6 +53,20 @@ def member_ids(txn: Txn, album_id: uuid.UUID) -> Iterator[uuid.UUID]:
         yield uuid.UUID(bytes=key[16:32])
 
 
+def member_keys(txn: Txn, album_id: uuid.UUID) -> list[bytes]:
+    """The album's asset ids as raw 16-byte keys, in id order: for reading every member in one batch of look-ups
+    (`Cursor.getmulti`) without making a `UUID` of each."""
+    prefix = album_id.bytes
+    keys = []
+    with txn.cursor(ALBUM_ASSETS) as cursor:
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(keys=True, values=False):
+                if key[:16] != prefix:
+                    break
+                keys.append(key[16:32])
+    return keys
+
+
 def contains(txn: Txn, album_id: uuid.UUID, asset_id: uuid.UUID) -> bool:
     return txn.get(ALBUM_ASSETS, album_id.bytes + asset_id.bytes) is not None
 

@@ -24,16 +24,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
 from . import album_index
-from . import assets as asset_index
 from .access import Principal
 from .errors import InvalidInput, NotFoundOrNoAccess
 from .ids import new_id
-from .index import USERS, Index, Table, Txn
+from .index import ASSETS, USERS, Index, Table, Txn
 from .records import Album, AlbumOrder, Asset, User
 from .timeutil import utc_now
 
@@ -88,11 +87,11 @@ class AlbumStatistics:
 
 
 class _MemberFacts(msgspec.Struct, array_like=True):
-    """The leading fields of an `Asset` record, decoded only as far as a summary needs them (a list of albums
-    reads every member; the path, type and the later fields are skipped undecoded). Records only ever
-    grow at the end, so this prefix stays valid; a test compares it with `Asset`'s fields."""
+    """The leading fields of an `Asset` record, decoded only as far as a summary (and `_is_own_asset`) needs them:
+    a list of albums reads every member, so the id, path, type and the later fields are skipped undecoded.
+    Records only ever grow at the end, so this prefix stays valid; a test compares it with `Asset`'s fields."""
 
-    id: uuid.UUID
+    id: msgspec.Raw
     owner_id: uuid.UUID
     library_id: msgspec.Raw
     type: msgspec.Raw
@@ -109,10 +108,22 @@ class _MemberFacts(msgspec.Struct, array_like=True):
 
 _ASSET_FACTS = Table("assets", _MemberFacts)  # the `assets` table, read through the narrower record
 
+Member = TypeVar("Member", _MemberFacts, Asset)
+
 
 def _instant(value: datetime) -> float:
     """Sort key for stored datetimes (aware UTC; a naive one is taken as UTC rather than failing a sort)."""
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _earliest_and_latest(values: list[datetime]) -> tuple[datetime, datetime]:
+    """The first earliest and the first latest value by instant (`_instant`). Stored datetimes are aware (msgpack
+    timestamps decode as UTC) and compare directly, which is several times faster than a key function; a naive
+    one among them makes that comparison raise, and the key function decides instead. Both give the same answer."""
+    try:
+        return min(values), max(values)
+    except TypeError:
+        return min(values, key=_instant), max(values, key=_instant)
 
 
 def _view(
@@ -120,14 +131,15 @@ def _view(
 ) -> AlbumView:
     if not counted:
         return AlbumView(album, owner, 0, None, None, None, assets)
-    created = [member.file_created_at for member in counted]
+    start_date, end_date = _earliest_and_latest([member.file_created_at for member in counted])
+    _, last_modified = _earliest_and_latest([member.updated_at for member in counted])
     return AlbumView(
         album=album,
         owner=owner,
         asset_count=len(counted),
-        start_date=min(created, key=_instant),
-        end_date=max(created, key=_instant),
-        last_modified_asset_timestamp=max((member.updated_at for member in counted), key=_instant),
+        start_date=start_date,
+        end_date=end_date,
+        last_modified_asset_timestamp=last_modified,
         assets=assets,
     )
 
@@ -139,23 +151,22 @@ def _owner(txn: Txn, album: Album) -> User:
     return owner
 
 
+def _members(txn: Txn, album: Album, table: Table[Member]) -> list[Member]:
+    """The records of the album's members through `table` (`assets`, or a narrower view of it), in id order, read
+    in one batch of look-ups; a membership whose asset record is missing is skipped (`check_index` reports it)."""
+    with txn.cursor(table) as cursor:
+        return [table.decode(value) for _, value in cursor.getmulti(album_index.member_keys(txn, album.id))]
+
+
 def summarize(txn: Txn, album: Album, owner: User | None = None) -> AlbumView:
     """The album's view without its assets (members read only as far as counts and dates need)."""
-    counted = []
-    for asset_id in album_index.member_ids(txn, album.id):
-        facts = txn.get(_ASSET_FACTS, asset_id.bytes)
-        if facts is not None and facts.trashed_at is None:
-            counted.append(facts)
+    counted = [facts for facts in _members(txn, album, _ASSET_FACTS) if facts.trashed_at is None]
     return _view(album, owner or _owner(txn, album), counted, None)
 
 
 def visible_members(txn: Txn, album: Album) -> list[Asset]:
     """The album's members that are not trashed, by `file_created_at` in the album's order (ties by id)."""
-    members = []
-    for asset_id in album_index.member_ids(txn, album.id):
-        asset = asset_index.get(txn, asset_id)
-        if asset is not None and asset.trashed_at is None:
-            members.append(asset)
+    members = [asset for asset in _members(txn, album, ASSETS) if asset.trashed_at is None]
     descending = album.order == "desc"
     members.sort(key=lambda a: (_instant(a.file_created_at), a.id.bytes), reverse=descending)
     return members
