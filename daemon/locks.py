@@ -1,4 +1,4 @@
-"""Cross-process locks on library work (`flock` on files under the data directory).
+"""Cross-process locks (`flock` on files under the data directory): one daemon per data directory, and library work.
 
 A scan, a remove-offline or a deletion of one library runs in one place at a time: in the daemon, or in a
 `filmroll library …` command beside it. The kernel drops a lock when its holder dies, so a killed CLI never leaves
@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
+
+from .errors import FilmrollError
 
 POLL_SECONDS = 0.2
 
@@ -39,3 +41,30 @@ async def library_lock(data_dir: str, library_id: uuid.UUID) -> AsyncIterator[No
         yield
     finally:
         os.close(descriptor)  # closing releases the lock
+
+
+DAEMON_LOCK = "locks/daemon.lock"
+"""Under the data directory: `flock`ed by the `filmroll serve` using it, for its whole life, with its pid inside."""
+
+
+class DataDirectoryInUse(FilmrollError):
+    """Another `filmroll serve` runs on this data directory (two would sweep each other's work in progress)."""
+
+
+def hold_data_directory(data_dir: Path) -> int:
+    """Take the daemon lock of `data_dir` for this process: the descriptor to keep open (closing it releases the
+    lock; so does the kernel, when the process dies). Raises DataDirectoryInUse naming the holder's pid."""
+    path = data_dir / DAEMON_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise DataDirectoryInUse(
+            f"Another filmroll serve (pid {holder}) is using the data directory {data_dir}; stop it first"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return descriptor

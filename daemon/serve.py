@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from . import exiftool, storage_moves
 from .config import Settings
 from .derived import DerivedFiles
 from .index import Index
+from .locks import hold_data_directory
 from .services import Services
 from .systemd_notify import Notifier, StatusRefresh, watch
 
@@ -156,6 +158,7 @@ async def serve(
         notifier.status(f"opening the index in {settings.data_dir}")
         notifier.watchdog()  # the pings start with the event loop; this covers opening (and migrating) the index
         settings.data_path.mkdir(parents=True, exist_ok=True)
+        resources.callback(os.close, hold_data_directory(settings.data_path))  # before anything is opened or swept
         index = Index(settings.index_path, migrate=True)
         resources.callback(index.close)
         services = Services.build(settings, index)

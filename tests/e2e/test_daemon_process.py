@@ -91,6 +91,28 @@ def test_second_start_keeps_users(tmp_path):
         assert process.wait(timeout=15) == 0
 
 
+def test_a_second_serve_on_the_same_data_directory_is_refused(tmp_path):
+    """Two daemons on one data directory would sweep each other's uploads, moves and renders in progress: the second
+    exits at once, naming the first, and the first goes on serving, its data untouched."""
+    process, url = start_daemon(tmp_path / "data")
+    try:
+        second = subprocess.run(
+            [*FILMROLL, "serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert second.stderr.strip().endswith(
+            f"Another filmroll serve (pid {process.pid}) is using the data directory {tmp_path / 'data'}; stop it first"
+        ), second.stderr
+        assert httpx.get(url + "/api/server/ping").json() == {"res": "pong"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    process, url = start_daemon(tmp_path / "data")  # the lock went with the first daemon
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+
+
 def test_cli_user_create_with_generated_password(tmp_path):
     data = str(tmp_path / "data")
     result = subprocess.run(
