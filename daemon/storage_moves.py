@@ -34,6 +34,7 @@ import secrets
 import shutil
 from pathlib import Path, PurePosixPath
 
+from .durable import fsync_folder, make_folders
 from .errors import FilmrollError
 from .paths import is_within
 
@@ -157,30 +158,6 @@ def _rename_without_replacing(source: Path, destination: Path) -> None:
         raise
 
 
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _make_folders(folder: Path) -> None:
-    """`mkdir -p`, with each new folder's entry fsynced into its parent (a renamed file is only durable if the
-    folders leading to it are)."""
-    missing: list[Path] = []
-    probe = folder
-    while not os.path.lexists(probe):
-        missing.append(probe)
-        probe = probe.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            pass  # another mover made it meanwhile
-        _fsync_directory(path.parent)
-
-
 def _failure(action: str, error: OSError, *named: Path) -> MoveFailed:
     """MoveFailed `<action>: <reason>`, naming the file the OS complained about when it is not already named."""
     reason = error.strerror or str(error)
@@ -226,7 +203,7 @@ class _JournalEntry:
     (`flock`, exclusive, held until `close`) and durable before that file is."""
 
     def __init__(self, journal: Path, folder: Path):
-        _make_folders(journal)
+        make_folders(journal)
         for _ in range(100):
             token = secrets.token_hex(8)
             path = journal / token
@@ -245,7 +222,7 @@ class _JournalEntry:
         try:
             os.write(descriptor, os.fsencode(folder))
             os.fsync(descriptor)
-            _fsync_directory(journal)  # power loss: the entry exists if the temporary file does
+            fsync_folder(journal)  # power loss: the entry exists if the temporary file does
         except BaseException:
             self.close(Path(folder, temporary_name(token)))
             raise
@@ -295,7 +272,7 @@ def _copy_into_place(
         except BaseException:
             _remove_quietly(temporary)
             raise
-        _fsync_directory(destination.parent)
+        fsync_folder(destination.parent)
     finally:
         if entry is not None:
             entry.close(temporary)
@@ -378,16 +355,16 @@ def move_file(
     """
     action = f"Cannot move {source} to {destination}"
     try:
-        _make_folders(destination.parent)
+        make_folders(destination.parent)
         if _same_file(source, destination):
-            _fsync_directory(destination.parent)
+            fsync_folder(destination.parent)
             return True
         try:
             os.link(source, destination, follow_symlinks=False)
         except OSError as error:
             if error.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
                 _rename_without_replacing(source, destination)  # no hard links here
-                _fsync_directory(destination.parent)
+                fsync_folder(destination.parent)
                 return False
             if error.errno != errno.EXDEV:
                 raise
@@ -397,7 +374,7 @@ def move_file(
                 ) from None
             _copy_into_place(source, destination, verify_sha1, journal)
             return True
-        _fsync_directory(destination.parent)
+        fsync_folder(destination.parent)
     except OSError as error:
         raise _failure(action, error, source, destination) from error
     return True

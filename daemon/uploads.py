@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import functools
 import logging
 import os
@@ -46,6 +45,7 @@ from . import assets as asset_index
 from . import job_queue
 from .access import Principal
 from .asset_edits import visibility_of
+from .durable import fsync_folder, make_folders
 from .errors import FilmrollError, InvalidInput, NotFoundOrNoAccess, QuotaExceeded
 from .ids import new_id
 from .index import LIBRARIES, USERS, Index, Txn
@@ -359,7 +359,7 @@ class UploadService:
         ext = extension(sent_name)
         landing = legacy_upload_path(self.data_dir, owner_id, asset_id, ext)
         try:
-            await trio.to_thread.run_sync(_make_folders, landing.parent)
+            await trio.to_thread.run_sync(make_folders, landing.parent)
         except OSError as error:
             if error.errno in DISK_FULL:
                 raise storage_full(sent_name, error) from error
@@ -397,7 +397,7 @@ class UploadService:
         result = self._land(asset, original, sidecar, landing)
         if result.created:
             try:
-                await trio.to_thread.run_sync(_fsync_folder, landing.parent)
+                await trio.to_thread.run_sync(fsync_folder, landing.parent)
             except OSError as error:  # the asset exists; the rename is as durable as the filesystem makes it
                 log.warning("could not fsync %s after an upload: %s", landing.parent, error.strerror)
         return result
@@ -546,29 +546,3 @@ def _undo_renames(renamed: list[tuple[Path, Path]]) -> None:
             continue  # this one was never renamed
         except OSError as error:
             log.warning("could not move %s back after a failed upload: %s", destination, error.strerror)
-
-
-def _make_folders(folder: Path) -> None:
-    """`mkdir -p`, each new folder's entry fsynced into its parent (blocking: run in a thread)."""
-    missing = []
-    current = folder
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    except OSError as error:
-        if error.errno != errno.EINVAL:  # some filesystems cannot fsync a folder; nothing more to do there
-            raise
-    finally:
-        os.close(descriptor)
