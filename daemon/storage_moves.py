@@ -25,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import hashlib
 import itertools
 import logging
 import os
@@ -36,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from .durable import fsync_folder, make_folders
 from .errors import FilmrollError
+from .originals import content_sha1
 from .paths import is_within
 
 log = logging.getLogger(__name__)
@@ -177,11 +177,8 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _sha1_of(path: Path) -> bytes:
-    digest = hashlib.sha1(usedforsecurity=False)
-    with open(path, "rb", buffering=0) as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.digest()
+    """A file filmroll made or owns (a copy, an upload's sidecar): unconfined (`originals.content_sha1`)."""
+    return content_sha1(os.fsencode(path), None)
 
 
 # --- moving -------------------------------------------------------------------------------------------------
