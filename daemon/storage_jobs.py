@@ -38,7 +38,6 @@ from .storage_moves import (
     move_file,
     move_sidecar,
     remove_source,
-    sidecar_of,
 )
 from .storage_template import (
     TemplateValues,
@@ -48,6 +47,7 @@ from .storage_template import (
     user_root,
 )
 from .timeutil import utc_now
+from .xmp import sidecar_of
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ from .durable import fsync_folder, make_folders
 from .errors import FilmrollError
 from .originals import content_sha1
 from .paths import is_within
+from .xmp import sidecar_of
 
 log = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = ".xmp"
 _CHUNK = 1 << 20
 JOURNAL_FOLDER = "moving"
 """`<data>/moving/`: one entry per copy across filesystems in progress (see the module docstring)."""
@@ -61,11 +61,6 @@ class MoveFailed(FilmrollError):
 
 class DestinationTaken(MoveFailed):
     """Another file appeared at the destination between `choose_destination` and the move: choose again."""
-
-
-def sidecar_of(path: Path) -> Path:
-    """`<path>.xmp`: where the sidecar of the original at `path` lives (§5.7)."""
-    return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
 # --- choosing -----------------------------------------------------------------------------------------------

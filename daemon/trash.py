@@ -32,11 +32,11 @@ from .index import LIBRARIES, USERS, Index, Txn
 from .paths import is_within, resolve
 from .records import Asset, Library
 from .timeutil import utc_now
+from .xmp import sidecar_of
 
 log = logging.getLogger(__name__)
 
 DELETE_BATCH = 5000
-SIDECAR_SUFFIX = b".xmp"
 EXTERNAL_MESSAGE = "Cannot delete external assets"
 
 
@@ -79,7 +79,7 @@ def remove_assets(txn: Txn, assets: Iterable[Asset]) -> Removed:
 
 def owned_files_of(asset: Asset) -> list[bytes]:
     """An upload's original, `<original>.xmp`, and its recorded sidecar if that is another file."""
-    files = [asset.original_path, asset.original_path + SIDECAR_SUFFIX]
+    files = [asset.original_path, sidecar_of(asset.original_path)]
     if asset.sidecar_path is not None and asset.sidecar_path not in files:
         files.append(asset.sidecar_path)
     return files

@@ -63,6 +63,7 @@ from .upload_stream import (
     storage_full,
     sweep_incoming,
 )
+from .xmp import sidecar_of
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,6 @@ MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 """An XMP sidecar is text of a few KiB; anything near this is not one."""
 VISIBILITIES = ("archive", "timeline", "hidden", "locked")
 """Immich's `AssetVisibility`, in its order (the validation message lists them so)."""
-SIDECAR_SUFFIX = ".xmp"
 
 _HEX_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -383,7 +383,7 @@ class UploadService:
             is_favorite=form.is_favorite,
             visibility=form.visibility,
             content_sha1=original.sha1,
-            sidecar_path=os.fsencode(landing) + SIDECAR_SUFFIX.encode() if sidecar is not None else None,
+            sidecar_path=os.fsencode(sidecar_of(landing)) if sidecar is not None else None,
             sidecar_mtime_ns=sidecar_stat.st_mtime_ns if sidecar_stat is not None else None,
             device_asset_id=form.device_asset_id,
             device_id=form.device_id,
@@ -420,7 +420,7 @@ class UploadService:
             marker.write_bytes(os.fsencode(landing))
             renamed.append((original.take(), landing))
             if sidecar is not None:
-                renamed.append((sidecar.take(), landing.with_name(landing.name + SIDECAR_SUFFIX)))
+                renamed.append((sidecar.take(), sidecar_of(landing)))
             for source, destination in renamed:
                 os.rename(source, destination)
             self.index.write(lambda txn: _create(txn, asset, utc_now()))
@@ -531,7 +531,7 @@ def _landing_markers(folder: Path, upload_root: Path) -> list[tuple[uuid.UUID, P
 
 def _remove_landed(landing: Path) -> None:
     """Delete the original (and sidecar) an interrupted landing renamed into place (blocking)."""
-    for path in (landing, landing.with_name(landing.name + SIDECAR_SUFFIX)):
+    for path in (landing, sidecar_of(landing)):
         try:
             path.unlink(missing_ok=True)
         except OSError as error:

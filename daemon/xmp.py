@@ -1,4 +1,5 @@
-"""Reading XMP sidecars safely (media.md §6.2): defusedxml, a size limit, and only the properties §6.1 maps.
+"""XMP sidecars: where filmroll keeps one (`sidecar_of`), and reading them safely (media.md §6.2): defusedxml, a
+size limit, and only the properties §6.1 maps.
 
 The result uses exiftool's tag names and value forms (text as written, numbers as decimal strings, GPS as signed
 decimal degrees, dates as the ISO 8601 text), so `metadata.py` maps a sidecar with the same code as exiftool's
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
+from typing import TypeVar
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree
@@ -18,6 +21,19 @@ from .errors import BadMedia
 from .originals import open_original
 
 MAX_SIDECAR_BYTES = 16 << 20
+SIDECAR_SUFFIX = ".xmp"
+
+_PathOrBytes = TypeVar("_PathOrBytes", Path, bytes)
+
+
+def sidecar_of(original: _PathOrBytes) -> _PathOrBytes:
+    """`<original>.xmp`: the sidecar of an original filmroll stores (an upload, a storage move), Immich's name for
+    an uploaded sidecar; as a Path or as the index's bytes. (A scan also accepts `<name>.xmp` beside an external
+    original: `crawl.py` decides which counts.)"""
+    if isinstance(original, bytes):
+        return original + SIDECAR_SUFFIX.encode()
+    return original.with_name(original.name + SIDECAR_SUFFIX)
+
 
 _RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
