@@ -338,8 +338,8 @@ class LibraryJobQueue:
 
     async def _remove_assets(self, library_id: uuid.UUID, *, only_offline: bool) -> int:
         """Remove assets in batches of short transactions, walking the library's paths once. Each batch goes
-        through `trash.remove_assets`: for an upload library the originals and their sidecars are deleted after
-        the commit and the owner's quota usage shrinks (§9.3); external originals are never touched."""
+        through `trash.delete_permanently`: for an upload library the originals and their sidecars are deleted
+        after the commit and the owner's quota usage shrinks (§9.3); external originals are never touched."""
         removed = 0
         after: bytes | None = None
         while True:
@@ -353,18 +353,11 @@ class LibraryJobQueue:
                     if len(batch) >= REMOVE_BATCH:
                         break
             if batch:
-
-                def work(txn: Txn, batch: list[uuid.UUID] = batch) -> trash.Removed:
-                    found = (asset_index.get(txn, asset_id) for asset_id in batch)
-                    return trash.remove_assets(
-                        txn, [a for a in found if a is not None and (a.is_offline or not only_offline)]
-                    )
-
-                gone = self.index.write(work)
-                removed += len(gone.asset_ids)
-                # committed: their derived files (and an upload library's originals, quota already freed)
-                # must go, even at shutdown; external originals are never in `gone.owned_files`
-                await trash.delete_files_after_commit(self.data_dir, gone)
+                # offline re-checked in the write transaction; once committed, derived files (and an upload
+                # library's originals, quota already freed) go even at shutdown; external originals never
+                removed += await trash.delete_permanently(
+                    self.index, self.data_dir, batch, still=lambda asset: asset.is_offline or not only_offline
+                )
             if last_key is None or len(batch) < REMOVE_BATCH:
                 return removed
             after = last_key
