@@ -74,6 +74,20 @@ class Checksums:
         return asset_index.immich_checksum(asset, in_upload_library=in_upload_library)
 
 
+def owned_assets(
+    index: Index, principal: Principal, asset_ids: list[uuid.UUID], permission: str
+) -> list[Asset]:
+    """The caller's assets with these ids, all of them or none: any id that is unknown or not the caller's
+    raises NotFoundOrNoAccess for `permission`."""
+    with index.read() as txn:
+        found = [asset_index.get(txn, asset_id) for asset_id in asset_ids]
+    for asset in found:
+        if asset is None:
+            raise NotFoundOrNoAccess(permission)
+        principal.require_owner(asset.owner_id, permission)
+    return found  # type: ignore[return-value]
+
+
 class AssetService:
     def __init__(self, index: Index, derived: DerivedFiles):
         self.index = index
@@ -105,16 +119,6 @@ class AssetService:
                 Checksums(txn).of(asset),
             )
 
-    def get_many(self, principal: Principal, asset_ids: list[uuid.UUID], permission: str) -> list[Asset]:
-        """All of them or none: any id that is unknown or not the caller's raises NotFoundOrNoAccess."""
-        with self.index.read() as txn:
-            found = [asset_index.get(txn, asset_id) for asset_id in asset_ids]
-        for asset in found:
-            if asset is None:
-                raise NotFoundOrNoAccess(permission)
-            principal.require_owner(asset.owner_id, permission)
-        return found  # type: ignore[return-value]
-
     # -- updates (`PUT /api/assets…`) --------------------------------------------------------------------
 
     def update(self, principal: Principal, asset_id: uuid.UUID, changes: AssetChanges) -> AssetDetails:
@@ -126,7 +130,7 @@ class AssetService:
         """Apply `changes` to every asset, in one write transaction; all of them or none (any asset not the
         caller's: NotFoundOrNoAccess for `asset.update`, nothing changed). Metadata edits are stored in
         `asset_edits` and overlaid on `exif` (`daemon.asset_edits`); never written to files."""
-        self.get_many(principal, asset_ids, "asset.update")
+        owned_assets(self.index, principal, asset_ids, "asset.update")
         if changes.is_empty:
             return
         now = utc_now()

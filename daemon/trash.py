@@ -27,7 +27,8 @@ import trio
 from . import assets as asset_index
 from . import derived
 from .access import Principal
-from .errors import InvalidInput, NotFoundOrNoAccess
+from .asset_service import owned_assets
+from .errors import InvalidInput
 from .index import LIBRARIES, USERS, Index, Txn
 from .paths import is_within, resolve
 from .records import Asset, Library
@@ -169,22 +170,10 @@ class TrashService:
         self.index = index
         self.data_dir = str(data_dir)
 
-    def _owned(self, principal: Principal, asset_ids: list[uuid.UUID]) -> list[Asset]:
-        """All of them or none: unknown or foreign ids raise NotFoundOrNoAccess (`asset.delete`)."""
-        with self.index.read() as txn:
-            found = [asset_index.get(txn, asset_id) for asset_id in asset_ids]
-        owned = []
-        for asset in found:
-            if asset is None:
-                raise NotFoundOrNoAccess("asset.delete")
-            principal.require_owner(asset.owner_id, "asset.delete")
-            owned.append(asset)
-        return owned
-
     async def delete(self, principal: Principal, asset_ids: list[uuid.UUID], *, force: bool = False) -> None:
         """`DELETE /api/assets`: to the trash, or with `force` for good. Refused as a whole (nothing changes)
         when any asset is not the caller's, or belongs to an external library."""
-        owned = self._owned(principal, asset_ids)
+        owned = owned_assets(self.index, principal, asset_ids, "asset.delete")
         with self.index.read() as txn:
             kinds = {lib_id: txn.get(LIBRARIES, lib_id.bytes) for lib_id in {a.library_id for a in owned}}
         if any(library is None or library.type != "UPLOAD" for library in kinds.values()):
@@ -207,7 +196,7 @@ class TrashService:
 
     def restore(self, principal: Principal, asset_ids: list[uuid.UUID]) -> int:
         """`POST /api/trash/restore/assets`: take these assets out of the trash; returns how many were in it."""
-        owned = self._owned(principal, asset_ids)
+        owned = owned_assets(self.index, principal, asset_ids, "asset.delete")
         return self._restore([asset.id for asset in owned])
 
     def restore_all(self, principal: Principal) -> int:
