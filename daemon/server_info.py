@@ -9,10 +9,9 @@ from pathlib import Path
 import av
 
 from . import __version__
-from . import assets as asset_index
 from .access import Principal
 from .index import USERS, Index
-from .timeline import VISIBILITIES, EntryFilter, is_video, raw_entries
+from .timeline import VISIBILITIES, EntryFilter, tally_types
 
 # The Immich API version filmroll speaks (aioimmich picks its modern code paths for major >= 3).
 IMMICH_API_VERSION = (3, 0, 3)
@@ -92,16 +91,9 @@ def statistics(index: Index, principal: Principal) -> list[UserUsage]:
     with index.read() as txn:
         users = sorted((u for u in txn.values(USERS) if u.deleted_at is None), key=lambda u: u.created_at)
         for user in users:
-            usage = UserUsage(user_id=str(user.id), user_name=user.name, photos=0, videos=0, usage_photos=0,
-                              usage_videos=0, quota_size_in_bytes=user.quota_size_in_bytes)  # fmt: skip
-            for _, value in raw_entries(txn, user.id):
-                if not counted.accepts(value):
-                    continue
-                if is_video(value):
-                    usage.videos += 1
-                    usage.usage_videos += asset_index.timeline_file_size(value)
-                else:
-                    usage.photos += 1
-                    usage.usage_photos += asset_index.timeline_file_size(value)
+            tally = tally_types(txn, user.id, counted)
+            usage = UserUsage(user_id=str(user.id), user_name=user.name, photos=tally.images, videos=tally.videos,
+                              usage_photos=tally.image_bytes, usage_videos=tally.video_bytes,
+                              quota_size_in_bytes=user.quota_size_in_bytes)  # fmt: skip
             usages.append(usage)
     return usages

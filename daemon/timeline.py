@@ -87,13 +87,37 @@ def _acceptance(entry_filter: EntryFilter) -> tuple[bool, ...]:
     )
 
 
-def is_video(value: bytes) -> bool:
-    return _video_flags()[value[0]]
-
-
 @lru_cache(maxsize=1)
 def _video_flags() -> tuple[bool, ...]:
+    """`is_video` for every value of a `timeline` entry's flag byte, decoded by `TimelineEntry` itself."""
     return tuple(TimelineEntry.decode(bytes(40), bytes([flags, 0])).is_video for flags in range(256))
+
+
+@dataclass(frozen=True)
+class TypeTally:
+    """Images and videos among an owner's timeline entries, and their file sizes."""
+
+    images: int
+    videos: int
+    image_bytes: int
+    video_bytes: int
+
+
+def tally_types(txn: Txn, owner_id: uuid.UUID, entry_filter: EntryFilter) -> TypeTally:
+    """The owner's entries that `entry_filter` accepts, counted by type with their sizes, in one walk over the raw
+    `timeline` values: neither entries nor asset records are decoded (`/api/assets/statistics` and the server's
+    per-user statistics)."""
+    images = videos = image_bytes = video_bytes = 0
+    accepts, video_flags, size_of = entry_filter.accepts, _video_flags(), asset_index.timeline_file_size
+    for _, value in raw_entries(txn, owner_id):
+        if accepts(value):
+            if video_flags[value[0]]:
+                videos += 1
+                video_bytes += size_of(value)
+            else:
+                images += 1
+                image_bytes += size_of(value)
+    return TypeTally(images, videos, image_bytes, video_bytes)
 
 
 def raw_entries(
@@ -234,15 +258,9 @@ class TimelineService:
         visibility but hidden and locked unless one is asked for (api-compat §7 "Statistics")."""
         shown = frozenset({visibility}) if visibility else frozenset({"timeline", "archive"})
         entry_filter = EntryFilter(trashed=bool(is_trashed), visibilities=shown, is_favorite=is_favorite)
-        images = videos = 0
         with self.index.read() as txn:
-            for _, value in raw_entries(txn, principal.user.id):
-                if entry_filter.accepts(value):
-                    if is_video(value):
-                        videos += 1
-                    else:
-                        images += 1
-        return AssetStatistics(images=images, videos=videos)
+            tally = tally_types(txn, principal.user.id, entry_filter)
+        return AssetStatistics(images=tally.images, videos=tally.videos)
 
     def _check_user(self, principal: Principal, options: TimelineOptions) -> None:
         if options.user_id is not None and options.user_id != principal.user.id:
