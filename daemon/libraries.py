@@ -59,6 +59,12 @@ def libraries_of(txn: Txn, owner_id: uuid.UUID, *, include_deleted: bool = False
     return sorted(found, key=lambda library: library.created_at)
 
 
+def oldest_upload_library(txn: Txn, owner_id: uuid.UUID) -> Library | None:
+    """The owner's oldest upload library: where uploads without `libraryId` land and transferred uploads go. None
+    only for an owner without one (`check_index` requires one for every live user)."""
+    return next((library for library in libraries_of(txn, owner_id) if library.type == "UPLOAD"), None)
+
+
 def mark_all_deleted(txn: Txn, owner_id: uuid.UUID, now: datetime) -> None:
     """Flag every library of a deleted user; the deletion job removes their assets and then the records."""
     for library in libraries_of(txn, owner_id):

@@ -49,7 +49,7 @@ from .durable import fsync_folder, make_folders
 from .errors import FilmrollError, InvalidInput, NotFoundOrNoAccess, QuotaExceeded
 from .ids import new_id
 from .index import LIBRARIES, USERS, Index, Txn
-from .libraries import libraries_of
+from .libraries import oldest_upload_library
 from .media_types import SIDECAR_EXTENSIONS, asset_type, extension
 from .paths import is_within
 from .records import Asset, Library, Visibility
@@ -451,9 +451,9 @@ class UploadService:
                     assert library is not None
                     return library
             else:
-                for library in libraries_of(txn, principal.user.id):
-                    if library.type == "UPLOAD":
-                        return library
+                library = oldest_upload_library(txn, principal.user.id)
+                if library is not None:
+                    return library
         raise NotFoundOrNoAccess(PERMISSION)
 
     def _remaining_quota(self, owner_id: uuid.UUID) -> int | None:

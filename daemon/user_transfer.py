@@ -74,11 +74,8 @@ def _transfer(txn: Txn, source_id: uuid.UUID, target_id: uuid.UUID) -> tuple[Tra
     now = utc_now()
     report = TransferReport()
     owned = {lib.id: lib for lib in libraries.libraries_of(txn, source_id, include_deleted=True)}
-    uploads = sorted(
-        (lib for lib in libraries.libraries_of(txn, target_id) if lib.type == "UPLOAD"),
-        key=lambda lib: lib.created_at,
-    )
-    target_upload = uploads[0]
+    target_upload = libraries.oldest_upload_library(txn, target_id)
+    assert target_upload is not None, "every live user has an upload library (check_index)"
     moved_bytes = 0
     for entry in list(asset_index.timeline_of(txn, source_id)):
         asset = asset_index.get(txn, entry.asset_id)
