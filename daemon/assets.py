@@ -15,6 +15,7 @@ functions move or drop it with the asset and never create one.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -308,6 +309,12 @@ def file_name(asset: Asset) -> str:
     """`originalFileName`: the name an upload was sent with, else the original's own name (undecodable bytes
     shown as U+FFFD)."""
     return asset.original_file_name or os.path.basename(asset.original_path).decode("utf-8", "replace")
+
+
+def thumbhash_text(asset: Asset) -> str | None:
+    """`thumbhash`: the raw ThumbHash in base64, None before the first render. Also the thumbnail's cache key:
+    clients send it back as `?c=`."""
+    return base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else None
 
 
 def mtime_datetime(mtime_ns: int) -> datetime:

@@ -7,7 +7,6 @@ decoder, as a data URL) behind the image while it loads.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,7 +47,7 @@ def tile(asset: Asset) -> Tile:
     return Tile(
         id=str(asset.id),
         name=asset_index.file_name(asset),
-        thumbhash=base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else "",
+        thumbhash=asset_index.thumbhash_text(asset) or "",
         is_video=asset.type == "VIDEO",
         is_offline=asset.is_offline,
         is_favorite=asset.is_favorite,

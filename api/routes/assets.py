@@ -215,7 +215,7 @@ def asset_response(asset: Asset, checksum: bytes, details: AssetDetails | None =
         duration=asset.duration_ms,
         width=asset.width,
         height=asset.height,
-        thumbhash=base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else None,
+        thumbhash=asset_index.thumbhash_text(asset),
         resized=asset.thumbnail_version > 0,
         exifInfo=exif_response(asset, details.exif) if details else None,
         jobFailures=[failure_response(f) for f in details.failures] if details else [],
@@ -340,7 +340,7 @@ async def download_original(asset_id: str) -> Response:
 @binary_content("image/webp", "image/jpeg")
 async def view_thumbnail(asset_id: str, query_args: ThumbnailQuery) -> Response:
     opened, asset = await services().assets.open_thumbnail(principal(), parse_uuid(asset_id), query_args.size)
-    current = base64.b64encode(asset.thumbhash).decode() if asset.thumbhash else None
+    current = asset_index.thumbhash_text(asset)
     immutable = query_args.c is not None and query_args.c == current
     cache = "private, max-age=31536000, immutable" if immutable else "private, no-cache"
     return await file_response(opened, cache_control=cache)

@@ -3,7 +3,6 @@ column arrays of Immich's `TimeBucketAssetResponseDto`)."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from typing import Literal
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
+from daemon import assets as asset_index
 from daemon.timeline import BucketAsset, TimelineOptions
 
 from ..access import access, principal, services
@@ -109,7 +109,7 @@ def columns(found: list[BucketAsset]) -> TimeBucketAssetsResponse:
         isImage=[a.type == "IMAGE" for a in assets],
         isTrashed=[a.trashed_at is not None for a in assets],
         visibility=[a.visibility for a in assets],
-        thumbhash=[base64.b64encode(a.thumbhash).decode() if a.thumbhash else None for a in assets],
+        thumbhash=[asset_index.thumbhash_text(a) for a in assets],
         fileCreatedAt=[a.file_created_at for a in assets],
         createdAt=[a.created_at for a in assets],
         localOffsetHours=[
