@@ -254,8 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"filmroll: {error.message}", file=sys.stderr)
         return 2
     except FilmrollError as error:
-        message = error.message if isinstance(error.message, str) else "; ".join(error.message)
-        print(f"filmroll: {message}", file=sys.stderr)
+        print(f"filmroll: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -9,7 +9,8 @@ wording where Immich has one), so the edges pass them through unchanged.
 class FilmrollError(Exception):
     """Base of every error filmroll raises on purpose.
 
-    `message` is either a string or, for field validation, a list of strings (class-validator wording).
+    `message` is either a string or, for field validation, a list of strings (class-validator wording);
+    `str(error)` is the message as one line of text (a list joined with "; "), for pages, logs and the CLI.
     """
 
     def __init__(self, message: str | list[str]):

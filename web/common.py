@@ -144,10 +144,6 @@ def _take_flash() -> tuple[str, str] | None:
     return (kind if kind in ("ok", "error") else "ok"), message
 
 
-def message_text(error: FilmrollError) -> str:
-    return error.message if isinstance(error.message, str) else "; ".join(error.message)
-
-
 def current_user_or_none() -> Principal | None:
     return g.get("principal")
 
@@ -218,25 +214,25 @@ async def sign_in_first(error: AuthenticationRequired) -> Response:
 
 @blueprint.errorhandler(Forbidden)
 async def forbidden(error: Forbidden) -> Response:
-    return await render("error.html", 403, title="Forbidden", message=message_text(error))
+    return await render("error.html", 403, title="Forbidden", message=str(error))
 
 
 @blueprint.errorhandler(InvalidInput)
 async def invalid(error: InvalidInput) -> Response:
-    text = message_text(error)
+    text = str(error)
     status = 404 if text.startswith("Not found") else 400
     return await render("error.html", status, title="Not found" if status == 404 else "Error", message=text)
 
 
 @blueprint.errorhandler(FileUnavailable)
 async def unavailable(error: FileUnavailable) -> Response:
-    return await render("error.html", 404, title="Unavailable", message=message_text(error))
+    return await render("error.html", 404, title="Unavailable", message=str(error))
 
 
 @blueprint.errorhandler(FilmrollError)
 async def other_domain_error(error: FilmrollError) -> Response:
     """Any other domain error (a full disk, bad media…): the status the API gives it, as a page."""
-    return await render("error.html", status_of(error), title="Error", message=message_text(error))
+    return await render("error.html", status_of(error), title="Error", message=str(error))
 
 
 @blueprint.errorhandler(HTTPException)

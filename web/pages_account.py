@@ -11,7 +11,6 @@ from daemon.errors import AuthenticationRequired, InvalidInput
 from .common import (
     flash,
     me,
-    message_text,
     page,
     parse_id,
     render,
@@ -39,9 +38,7 @@ async def login() -> Response:
     try:
         await _open_session(email, form.get("password", ""))
     except AuthenticationRequired as error:
-        return await render(
-            "login.html", 401, title="Sign in", next=target, email=email, error=message_text(error)
-        )
+        return await render("login.html", 401, title="Sign in", next=target, email=email, error=str(error))
     return see_other(safe_next(form.get("next"), target))
 
 
@@ -69,7 +66,7 @@ async def register() -> Response:
     except InvalidInput as error:
         return await render(
             "register.html", 400, title="Create the admin account", email=email, name=name,
-            error=message_text(error),
+            error=str(error),
         )  # fmt: skip
     return see_other("/admin/users")
 
@@ -113,7 +110,7 @@ async def admin_create_user() -> Response:
             external_path=form.get("external_path", "").strip() or None,
         )
     except InvalidInput as error:
-        flash(f"Could not create {email}: {message_text(error)}", "error")
+        flash(f"Could not create {email}: {error}", "error")
     else:
         flash(f"Created {email}")
     return see_other("/admin/users")
@@ -126,7 +123,7 @@ async def admin_set_external_path(user_id: str) -> Response:
     try:
         services().users.update(target.id, {"external_path": value or None}, as_admin=True)
     except InvalidInput as error:
-        flash(f"{target.email}: {message_text(error)}", "error")
+        flash(f"{target.email}: {error}", "error")
     else:
         flash(f"External path of {target.email}: {value or 'none'}")
     return see_other("/admin/users")
@@ -199,7 +196,7 @@ async def admin_job_command(name: str) -> Response:
         else:
             queue.clear_failed()
     except InvalidInput as error:
-        flash(f"{QUEUE_TITLES.get(name, name)}: {message_text(error)}", "error")
+        flash(f"{QUEUE_TITLES.get(name, name)}: {error}", "error")
     else:
         flash(f"{QUEUE_TITLES.get(name, name)}: {command}")
     return see_other("/admin/jobs")

@@ -17,7 +17,7 @@ from daemon.errors import InvalidInput
 from daemon.records import Library
 from daemon.scan import ScanMode
 
-from .common import flash, me, message_text, page, parse_id, render, see_other, services
+from .common import flash, me, page, parse_id, render, see_other, services
 
 PAGE = "/user-settings/libraries"
 
@@ -110,7 +110,7 @@ async def create_library() -> Response:
     try:
         library = await services().libraries.create_async(me(), library_type="EXTERNAL", name=name)
     except InvalidInput as error:
-        flash(message_text(error), "error")
+        flash(str(error), "error")
         return _back()
     flash(f"Created {library.name}")
     return _back(library.id)
@@ -120,7 +120,7 @@ async def _update(library: Library, done: str, failed: str | None = None, **chan
     try:
         await services().libraries.update_async(me(), library.id, **changes)
     except InvalidInput as error:
-        flash(f"{failed or library.name}: {message_text(error)}", "error")
+        flash(f"{failed or library.name}: {error}", "error")
     else:
         flash(done)
     return _back(library.id)
@@ -205,7 +205,7 @@ async def scan_library(library_id: str) -> Response:
     try:
         services().libraries.request_scan(me(), library.id, mode)
     except InvalidInput as error:
-        flash(f"{library.name}: {message_text(error)}", "error")
+        flash(f"{library.name}: {error}", "error")
     else:
         flash(f"{library.name}: {title.lower()} queued")
     return _back(library.id)
@@ -225,7 +225,7 @@ async def delete_library(library_id: str) -> Response:
     try:
         services().libraries.delete(me(), library.id)
     except InvalidInput as error:
-        flash(f"{library.name}: {message_text(error)}", "error")
+        flash(f"{library.name}: {error}", "error")
         return _back(library.id)
     flash(f"Deleted {library.name}; its assets are being removed")
     return _back()

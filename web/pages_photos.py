@@ -18,7 +18,7 @@ from daemon.errors import InvalidInput
 from daemon.records import Asset, ExifInfo
 from daemon.timeline import TimelineOptions
 
-from .common import flash, form_ids, me, message_text, page, parse_id, render, see_other, services
+from .common import flash, form_ids, me, page, parse_id, render, see_other, services
 
 INLINE_ASSETS = 400
 """The timeline renders months inline until this many assets; later months load when scrolled to (htmx)."""
@@ -201,7 +201,7 @@ async def add_to_album() -> Response:
             flash("Choose an album or name a new one", "error")
             return see_other("/photos")
     except InvalidInput as error:
-        flash(message_text(error), "error")
+        flash(str(error), "error")
         return see_other("/photos")
     flash(f"Added {added} item{'s' if added != 1 else ''}")
     return see_other(f"/albums/{album_id}")
