@@ -307,7 +307,7 @@ class MediaQueue:
 
     async def _run_group(self, workers: Workers, group: Group, slots: trio.Semaphore) -> None:
         try:
-            outcomes = await self._attempt(workers, group)
+            outcomes = await self._confirm_vanished(await self._attempt(workers, group))
             try:
                 self._record(group, outcomes)
             except StorageFull as error:  # no room even to note the failure: the jobs stay pending, paced
@@ -333,6 +333,16 @@ class MediaQueue:
         except Exception as error:  # a bug in a handler must not stop the queue: record it, carry on
             log.exception("queue %s: job failed unexpectedly", self.name)
             return {asset_id: Failure(f"internal error: {error!r}", final=False) for asset_id, _ in group}
+
+    async def _confirm_vanished(self, outcomes: Outcomes) -> Outcomes:
+        """A second look at each original the attempt did not find: one that is there again (a share's blip, a
+        program that saves by deleting and re-creating) is an ordinary failure, retried — only a file still
+        absent takes its asset offline (`_vanished`)."""
+        for asset_id, failure in outcomes.items():
+            if failure is not None and failure.missing is not None:
+                if await trio.to_thread.run_sync(os.path.lexists, failure.missing):
+                    outcomes[asset_id] = Failure(failure.reason, final=failure.final)
+        return outcomes
 
     def _record(self, group: Group, outcomes: Outcomes) -> None:
         failures = {asset_id: failure for asset_id, failure in outcomes.items() if failure is not None}

@@ -169,6 +169,43 @@ async def test_an_original_vanishing_between_reading_and_hashing_takes_the_same_
     assert failures(world, asset) == []
 
 
+async def test_an_original_missing_only_for_a_moment_is_retried_not_taken_offline(world, caplog, monkeypatch):
+    """A program that saves by deleting and re-creating, or a share's blip: the attempt met no file, but it is there
+    again at the second look, so the job is an ordinary failure, retried, and the asset stays online."""
+    world.services.settings.job.retry_delay = 0
+    root = world.external / "p"
+    jpeg(root / "a.jpg")
+    library = world.library(root)
+    await world.scan(library)
+    world.services.index.write(lambda txn: job_queue.empty(txn, job_queue.THUMBNAILS))
+    hash_file = worker_tasks.content_sha1
+    attempts = []
+
+    def away_while_hashing_once(path: bytes, confined_to: bytes | None) -> bytes:
+        attempts.append(path)
+        if len(attempts) > 1:
+            return hash_file(path, confined_to)
+        aside = path + b".saving"
+        os.rename(path, aside)
+        try:
+            return hash_file(path, confined_to)
+        finally:
+            os.rename(aside, path)  # back before the failure is looked at
+
+    async def in_this_process(self, function, *args):  # so the patched hash is the one the job calls
+        return function(*args)
+
+    monkeypatch.setattr(worker_tasks, "content_sha1", away_while_hashing_once)
+    monkeypatch.setattr(Workers, "run", in_this_process)
+    await world.process_media()
+    assert len(attempts) == 2
+    (warning,) = vanished_warnings(caplog, "a.jpg")
+    assert "failed (retried later" in warning and "offline" not in warning
+    (asset,) = world.assets(library).values()
+    assert not asset.is_offline and asset.content_sha1 is not None and asset.metadata_extracted_at is not None
+    assert failures(world, asset) == []
+
+
 async def test_an_upload_whose_original_vanished_fails_once_per_job_without_retries(world, caplog):
     world.services.settings.job.retry_delay = 0
     body = multipart(DATES, {"assetData": ("lost.jpg", jpeg_bytes())})
