@@ -17,6 +17,7 @@ from pathlib import Path
 import trio
 
 from .errors import FilmrollError
+from .paths import os_error_text
 
 POLL_SECONDS = 0.2
 
@@ -48,23 +49,30 @@ DAEMON_LOCK = "locks/daemon.lock"
 
 
 class DataDirectoryInUse(FilmrollError):
-    """Another `filmroll serve` runs on this data directory (two would sweep each other's work in progress)."""
+    """Another `filmroll serve` runs on this data directory (two would sweep each other's work in progress), or
+    the data directory cannot be locked at all."""
 
 
 def hold_data_directory(data_dir: Path) -> int:
     """Take the daemon lock of `data_dir` for this process: the descriptor to keep open (closing it releases the
     lock; so does the kernel, when the process dies). Raises DataDirectoryInUse naming the holder's pid."""
     path = data_dir / DAEMON_LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:  # a `locks/` folder or file made by another user, a read-only data directory
+        raise DataDirectoryInUse(f"Cannot lock the data directory: {path}: {os_error_text(error)}") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
     except BlockingIOError:
         holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(descriptor)
         raise DataDirectoryInUse(
             f"Another filmroll serve (pid {holder}) is using the data directory {data_dir}; stop it first"
         ) from None
-    os.ftruncate(descriptor, 0)
-    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    except OSError as error:  # ENOLCK: a network filesystem without locks (LMDB needs them too)
+        os.close(descriptor)
+        raise DataDirectoryInUse(f"Cannot lock the data directory: {path}: {os_error_text(error)}") from None
     return descriptor
