@@ -86,10 +86,18 @@ class DerivedFiles:
     def interrupted_renders(self) -> list[uuid.UUID]:
         """The assets whose render noted itself and was not cleaned up after (blocking): a kill (or a failed
         render) came between. Call it only while no render runs, before `finish_interrupted`."""
-        try:
-            names = os.listdir(self.root / RENDERS_FOLDER)
+        notes = self.root / RENDERS_FOLDER
+        try:  # the folder itself, never a link planted in its place
+            descriptor = os.open(notes, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             return []
+        except OSError as error:
+            log.warning("render notes in %s not read: not a folder (%s)", notes, error.strerror)
+            return []
+        try:
+            names = os.listdir(descriptor)
+        finally:
+            os.close(descriptor)
         found = []
         for name in names:
             try:

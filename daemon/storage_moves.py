@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from .durable import fsync_folder, make_folders
 from .errors import FilmrollError
 from .originals import content_sha1
-from .paths import is_within
+from .paths import is_within, os_error_text
 from .xmp import sidecar_of
 
 log = logging.getLogger(__name__)
@@ -282,48 +282,72 @@ def sweep_interrupted_moves(data_dir: str | os.PathLike[str]) -> int:
     has the temporary name.
     """
     journal = journal_folder(data_dir)
-    try:
-        entries = list(os.scandir(journal))
+    try:  # the journal folder itself, never a link planted in its place
+        journal_descriptor = os.open(journal, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
+        return 0
+    except OSError as error:
+        log.warning("storage move journal %s not swept: %s", journal, os_error_text(error))
         return 0
     roots = [os.fsencode(os.path.realpath(Path(data_dir, tree))) for tree in _MOVE_TREES]
     removed = 0
-    for entry in entries:
-        if not _TOKEN.fullmatch(entry.name):
-            continue  # not ours
+    try:
+        for name in os.listdir(journal_descriptor):
+            if _TOKEN.fullmatch(name):  # (anything else is not ours)
+                removed += _sweep_entry(journal, journal_descriptor, name, roots)
+    finally:
+        os.close(journal_descriptor)
+    return removed
+
+
+def _sweep_entry(journal: Path, journal_descriptor: int, name: str, roots: list[bytes]) -> int:
+    """One journal entry of `sweep_interrupted_moves`: 1 if its temporary file was removed, else 0. The folder it
+    names is opened and proven by its descriptor (`/proc/self/fd`) inside `roots`, and the file is removed
+    relative to that descriptor, so no link swapped in on the way can redirect the removal."""
+    try:
+        descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=journal_descriptor)
+    except OSError:
+        return 0  # gone meanwhile, or not a plain file
+    path = journal / name
+    try:
         try:
-            descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue  # gone meanwhile, or not a plain file
-        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # a move under way in another process
+        if not _still_named(descriptor, path):
+            return 0  # removed by another sweep meanwhile
+        written = os.read(descriptor, 1 << 16)
+        removed = 0
+        if written:  # (empty: its mover died before noting anything, so before creating anything)
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a move under way in another process
-            if not _still_named(descriptor, Path(entry.path)):
-                continue  # removed by another sweep meanwhile
-            written = os.read(descriptor, 1 << 16)
-            if written:  # (empty: its mover died before noting anything, so before creating anything)
-                folder = os.path.realpath(written)
-                if not any(is_within(folder, root) for root in roots):
-                    log.warning(
-                        "storage move journal %s names %s, outside %s: left as it is",
-                        entry.path, os.fsdecode(written), " and ".join(map(os.fsdecode, roots)),
-                    )  # fmt: skip
-                    continue
-                temporary = Path(os.fsdecode(folder), temporary_name(entry.name))
+                folder = os.open(written, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except (OSError, ValueError) as error:  # gone; or a damaged entry (NUL bytes, not a folder)
+                if not isinstance(error, FileNotFoundError):
+                    log.warning("storage move journal %s is unreadable (%s): left as it is", path, error)
+                    return 0
+                folder = None
+            if folder is not None:
                 try:
-                    os.unlink(temporary)
-                    removed += 1
+                    real = os.readlink(f"/proc/self/fd/{folder}".encode())
+                    if not any(is_within(real, root) for root in roots):
+                        log.warning(
+                            "storage move journal %s names %s, outside %s: left as it is",
+                            path, os.fsdecode(written), " and ".join(map(os.fsdecode, roots)),
+                        )  # fmt: skip
+                        return 0
+                    os.unlink(temporary_name(name), dir_fd=folder)
+                    removed = 1
                 except FileNotFoundError:
                     pass  # renamed into place (or removed) before the process died
                 except OSError as error:
-                    log.warning("could not remove temporary file %s: %s", temporary, error.strerror)
-                    continue  # the entry stays: the next start tries again
-            os.unlink(entry.path)  # while locked: a mover that opened it meanwhile finds it gone
-        finally:
-            os.close(descriptor)
-    return removed
+                    log.warning("could not remove the temporary file of %s: %s", path, os_error_text(error))
+                    return 0  # the entry stays: the next start tries again
+                finally:
+                    os.close(folder)
+        os.unlink(name, dir_fd=journal_descriptor)  # while locked: a mover that opened it meanwhile finds it gone
+        return removed
+    finally:
+        os.close(descriptor)
 
 
 def move_file(

@@ -161,6 +161,55 @@ def test_the_move_sweep_leaves_entries_it_cannot_trust(tmp_path, caplog):
     assert "outside" in caplog.text
 
 
+def test_damaged_or_redirected_journals_stop_nothing_and_delete_nothing_outside(tmp_path, caplog):
+    """A damaged entry (NUL bytes, a power loss's zero-filled file) is left with a warning and the rest of the sweep
+    goes on; a journal folder replaced by a link is not followed; an entry whose folder is a link leading out of the
+    data directory removes nothing there."""
+    data = tmp_path / "data"
+    library = data / "library" / "u"
+    library.mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    journal = journal_folder(data)
+    journal.mkdir(parents=True)
+    (journal / "00000000000000aa").write_bytes(b"\0" * 64)
+    (library / temporary_name("00000000000000bb")).write_bytes(b"a dead move's copy")
+    (journal / "00000000000000bb").write_bytes(os.fsencode(library))
+    (library / "out").symlink_to(outside)
+    (outside / temporary_name("00000000000000cc")).write_bytes(b"somebody's file")
+    (journal / "00000000000000cc").write_bytes(os.fsencode(library / "out"))
+    assert sweep_interrupted_moves(data) == 1
+    assert not (library / temporary_name("00000000000000bb")).exists()
+    assert (outside / temporary_name("00000000000000cc")).read_bytes() == b"somebody's file"
+    assert sorted(os.listdir(journal)) == ["00000000000000aa", "00000000000000cc"]
+    assert "unreadable" in caplog.text and "outside" in caplog.text
+
+    elsewhere_journal = tmp_path / "planted"
+    elsewhere_journal.mkdir()
+    (elsewhere_journal / "00000000000000dd").write_bytes(os.fsencode(outside))
+    (outside / temporary_name("00000000000000dd")).write_bytes(b"somebody's other file")
+    for name in os.listdir(journal):
+        os.unlink(journal / name)
+    journal.rmdir()
+    journal.symlink_to(elsewhere_journal)
+    assert sweep_interrupted_moves(data) == 0
+    assert (outside / temporary_name("00000000000000dd")).exists() and os.listdir(elsewhere_journal)
+
+
+def test_a_renders_folder_replaced_by_a_link_is_not_followed(tmp_path, caplog):
+    data = tmp_path / "data"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    stranger = outside / str(uuid.uuid4())
+    stranger.write_bytes(b"somebody's file named like an asset id")
+    derived = DerivedFiles(data, Settings().image)
+    derived.root.mkdir(parents=True)
+    (derived.root / RENDERS_FOLDER).symlink_to(outside)
+    assert derived.interrupted_renders() == []
+    assert stranger.read_bytes() == b"somebody's file named like an asset id"
+    assert "not a folder" in caplog.text
+
+
 def test_a_finished_or_failed_copy_leaves_no_journal_entry(tmp_path, monkeypatch):
     def link(source, destination, **kwargs):
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), os.fsdecode(source))
