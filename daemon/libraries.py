@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .library_jobs import LibraryJobQueue
 
 DEFAULT_UPLOAD_LIBRARY_NAME = "Default Library"
-PATH_CHECK_THREADS = 4  # import-path checks (create, edit, validate) running at once; more wait their turn
+PATH_CHECK_THREADS = 4  # one owner's import-path checks (create, edit, validate) at once; more wait their turn
 T = TypeVar("T")
 
 
@@ -155,14 +155,16 @@ class LibraryService:
         self.data_dir = data_dir
         self.jobs = jobs
         self.on_change: Callable[[], None] = lambda: None  # the watchers re-read the libraries (§8.3, §9.4)
-        self._path_check_threads: trio.CapacityLimiter | None = None
+        self._path_check_threads: dict[uuid.UUID, trio.CapacityLimiter] = {}
 
-    async def _check_paths_in_thread(self, check: Callable[[], T]) -> T:
-        """Run a check that touches import paths in a worker thread, at most `PATH_CHECK_THREADS` at once: checks
-        stuck on a hung share then hold only these threads, never trio's shared pool (uploads, reads)."""
-        if self._path_check_threads is None:
-            self._path_check_threads = trio.CapacityLimiter(PATH_CHECK_THREADS)
-        return await trio.to_thread.run_sync(check, limiter=self._path_check_threads)
+    async def _check_paths_in_thread(self, owner_id: uuid.UUID, check: Callable[[], T]) -> T:
+        """Run a check that touches an owner's import paths in a worker thread, at most `PATH_CHECK_THREADS` at once
+        per owner: checks stuck on one user's hung share hold only that user's threads — never trio's shared pool
+        (uploads, reads), nor other users' checks."""
+        limiter = self._path_check_threads.get(owner_id)
+        if limiter is None:
+            limiter = self._path_check_threads[owner_id] = trio.CapacityLimiter(PATH_CHECK_THREADS)
+        return await trio.to_thread.run_sync(check, limiter=limiter)
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -216,11 +218,12 @@ class LibraryService:
         exclusion_patterns: list[str] | None = None,
         is_watched: bool | None = None,
         owner_id: uuid.UUID | None = None,
-        checked: bool = False,
+        checked: User | None = None,
     ) -> Library:
-        """`checked`: `check_fields` already passed for these fields and this owner (`create_async`)."""
+        """`checked`: the owner as `check_fields` saw them when these fields passed (`create_async`); checked again
+        here only if the owner's external path changed meanwhile."""
         owner = self._new_library_owner(principal, owner_id)
-        if not checked:
+        if checked is None or checked.external_path != owner.external_path:
             check_fields(
                 library_type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
                 is_watched=is_watched, owner_external_path=owner.external_path, data_dir=self.data_dir,
@@ -253,26 +256,30 @@ class LibraryService:
         return owner
 
     async def create_async(self, principal: Principal, **fields: Any) -> Library:
-        """`create` for the event loop: the fields are checked in a worker thread first, since resolving import
-        paths may touch a hung network mount, which must not freeze the daemon (as `validate`)."""
+        """`create` for the event loop: import paths are checked in a worker thread first, since resolving them may
+        touch a hung network mount, which must not freeze the daemon (as `validate`)."""
+        if not fields.get("import_paths"):  # nothing on disk to look at
+            return self.create(principal, **fields)
         owner = self._new_library_owner(principal, fields.get("owner_id"))
-        await self._check_paths_in_thread(functools.partial(
+        await self._check_paths_in_thread(owner.id, functools.partial(
             check_fields, fields.get("library_type", "EXTERNAL"), name=fields.get("name"),
             import_paths=fields.get("import_paths"), exclusion_patterns=fields.get("exclusion_patterns"),
             is_watched=fields.get("is_watched"), owner_external_path=owner.external_path, data_dir=self.data_dir,
         ))  # fmt: skip
-        return self.create(principal, **fields, checked=True)
+        return self.create(principal, **fields, checked=owner)
 
     async def update_async(self, principal: Principal, library_id: uuid.UUID, **fields: Any) -> Library:
-        """`update` for the event loop, its fields checked in a worker thread (`create_async`)."""
+        """`update` for the event loop, its import paths checked in a worker thread (`create_async`)."""
+        if not fields.get("import_paths"):
+            return self.update(principal, library_id, **fields)
         library = self.get(principal, library_id, "library.update")
         owner = self.owner_of(library)
-        await self._check_paths_in_thread(functools.partial(
+        await self._check_paths_in_thread(owner.id, functools.partial(
             check_fields, library.type, name=fields.get("name"), import_paths=fields.get("import_paths"),
             exclusion_patterns=fields.get("exclusion_patterns"), is_watched=None,
             owner_external_path=owner.external_path, data_dir=self.data_dir,
         ))  # fmt: skip
-        return self.update(principal, library_id, **fields, checked=True)
+        return self.update(principal, library_id, **fields, checked=owner)
 
     def update(
         self,
@@ -282,14 +289,16 @@ class LibraryService:
         name: str | None = None,
         import_paths: list[str] | None = None,
         exclusion_patterns: list[str] | None = None,
-        checked: bool = False,
+        checked: User | None = None,
     ) -> Library:
-        """§8.1: omitted fields stay; given lists replace. Editing never starts a scan. `checked`: as for `create`."""
+        """§8.1: omitted fields stay; given lists replace. Editing never starts a scan. `checked`: as for `create`
+        (the library's owner may have changed too, by a transfer)."""
         library = self.get(principal, library_id, "library.update")
-        if not checked:
+        owner = self.owner_of(library)
+        if checked is None or (checked.id, checked.external_path) != (owner.id, owner.external_path):
             check_fields(
                 library.type, name=name, import_paths=import_paths, exclusion_patterns=exclusion_patterns,
-                is_watched=None, owner_external_path=self.owner_of(library).external_path, data_dir=self.data_dir,
+                is_watched=None, owner_external_path=owner.external_path, data_dir=self.data_dir,
             )  # fmt: skip
         changes: dict[str, object] = {"updated_at": utc_now()}
         if name is not None:
@@ -348,7 +357,7 @@ class LibraryService:
                 for path in import_paths
             ]
 
-        return await self._check_paths_in_thread(check_all)
+        return await self._check_paths_in_thread(owner.id, check_all)
 
     def request_scan(self, principal: Principal, library_id: uuid.UUID, mode: ScanMode) -> None:
         """§5.1-5.2: refused for upload libraries and owners without an external path; otherwise queued."""

@@ -234,13 +234,19 @@ async def test_a_hung_mount_under_an_import_path_never_freezes_the_daemon(daemon
 
 
 async def test_checks_stuck_on_a_hung_share_hold_only_their_own_threads(daemon, admin, user, tmp_path):
-    """More library creates stuck on a hung share than trio's shared thread pool holds (40): an upload, whose file
-    work goes through that pool, still goes through, and every create completes once the share answers."""
+    """More library creates stuck on a user's hung share than trio's shared thread pool holds (40): an upload, whose
+    file work goes through that pool, still goes through, so do a rename of that user's library (no path to look
+    at) and another user's create on their own share, and every create completes once the share answers."""
+    admin_share = tmp_path / "admin-share"
+    (admin_share / "photos").mkdir(parents=True)
+    reply = await admin.client.put(f"/api/admin/users/{admin.user['id']}", json={"externalPath": str(admin_share)})
+    assert reply.status_code == 200
     with StalledMount(tmp_path / "share") as share:
         reply = await admin.client.put(
             f"/api/admin/users/{user.user['id']}", json={"externalPath": str(share.path)}
         )
         assert reply.status_code == 200
+        existing = (await user.client.post("/api/libraries", json={"importPaths": [str(share.path / "photos")]})).json()
         created = []
 
         async def create(number: int) -> None:
@@ -260,5 +266,38 @@ async def test_checks_stuck_on_a_hung_share_hold_only_their_own_threads(daemon, 
                     files={"assetData": ("photo.jpg", photo, "image/jpeg")},
                 )
             assert uploaded.status_code == 201 and not created
+            with trio.fail_after(8):
+                renamed = await user.client.put(f"/api/libraries/{existing['id']}", json={"name": "renamed"})
+                theirs = await admin.client.post("/api/libraries", json={"importPaths": [str(admin_share / "photos")]})
+            assert renamed.status_code == 200 and renamed.json()["name"] == "renamed"
+            assert theirs.status_code == 201 and not created
             share.resume()
         assert created == [201] * 45
+
+
+async def test_paths_checked_before_the_owners_external_path_changed_are_checked_again(
+    daemon, admin, user, tmp_path
+):
+    """A create waits on a hung share; meanwhile the admin moves the user's external path elsewhere. The check
+    that passed was against the old one, so the create is checked again as it is stored, and refused."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with StalledMount(tmp_path / "share") as share:
+        owner_url = f"/api/admin/users/{user.user['id']}"
+        assert (await admin.client.put(owner_url, json={"externalPath": str(share.path)})).status_code == 200
+        answers = []
+
+        async def create() -> None:
+            body = {"importPaths": [str(share.path / "photos")]}
+            answers.append(await user.client.post("/api/libraries", json=body))
+
+        share.stall()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(create)
+            await trio.sleep(0.5)
+            assert (await admin.client.put(owner_url, json={"externalPath": str(elsewhere)})).status_code == 200
+            share.resume()
+        (answer,) = answers
+        assert answer.status_code == 400, answer.text
+        assert "Import path must be within the user's external path" in answer.text
+        assert [lib for lib in (await user.client.get("/api/libraries")).json() if lib["type"] == "EXTERNAL"] == []
