@@ -518,13 +518,14 @@ def _landing_markers(folder: Path, upload_root: Path) -> list[tuple[uuid.UUID, P
     """(asset id, landing path) of every landing marker in `folder` (blocking). A marker the crash cut short names
     no file of its asset below `upload_root` and is skipped: nothing was renamed yet (the sweep deletes it)."""
     found = []
+    root = os.fsencode(os.path.realpath(upload_root))
     for marker in folder.glob(f"*{LANDING_MARKER}"):
         try:
             asset_id = uuid.UUID(marker.name.removesuffix(LANDING_MARKER))
-            landing = Path(os.fsdecode(marker.read_bytes()))
+            landing = Path(os.path.realpath(os.fsdecode(marker.read_bytes())))  # no `..` or link leads out
         except (ValueError, OSError):
             continue
-        if landing.stem == str(asset_id) and is_within(os.fsencode(landing), os.fsencode(upload_root)):
+        if landing.stem == str(asset_id) and is_within(os.fsencode(landing), root):
             found.append((asset_id, landing))
     return found
 

@@ -460,12 +460,19 @@ async def test_the_daemon_cleans_up_after_killed_uploads_as_it_starts(settings):
     cut.write_bytes(b"renamed into place, never indexed")
     Path(f"{cut}.xmp").write_bytes(b"<xmp/>")
     (folder / f"{cut_id}.landing").write_bytes(os.fsencode(cut))
+    forged_id = uuid.uuid4()  # a marker whose path only seems to lie in upload/: `..` leads out of it
+    outside = Path(settings.data_dir).parent / "outside" / f"{forged_id}.jpg"
+    outside.parent.mkdir()
+    outside.write_bytes(b"somebody's file")
+    forged = Path(settings.data_dir) / "upload" / ".." / ".." / "outside" / outside.name
+    (folder / f"{forged_id}.landing").write_bytes(os.fsencode(forged))
 
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         running = await nursery.start(functools.partial(serve, settings, stop=stop))
         assert os.listdir(folder) == []  # before any upload
         assert not cut.exists() and not Path(f"{cut}.xmp").exists()
+        assert outside.read_bytes() == b"somebody's file"
         with running.services.index.read() as txn:
             kept = asset_index.get(txn, stored.asset_id)
         assert Path(os.fsdecode(kept.original_path)).read_bytes() == b"stored before the kill"
