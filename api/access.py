@@ -55,12 +55,17 @@ def principal() -> Principal:
     return g.principal
 
 
-def request_credentials() -> Credentials:
-    authorization = request.headers.get("Authorization", "")
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for any other value (another scheme, no
+    token), which is ignored as Immich ignores it: the request is judged by its other credentials."""
     bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+    return bearer or None
+
+
+def request_credentials() -> Credentials:
     return Credentials(
         api_key=request.headers.get("x-api-key"),
-        bearer=bearer or None,
+        bearer=bearer_token(request.headers.get("Authorization", "")),
         cookie=request.cookies.get("immich_access_token"),
     )
 
