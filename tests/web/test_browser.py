@@ -133,6 +133,8 @@ def walkthrough(browser, url: str, external: Path) -> None:
     tiles = page.locator("#timeline .tile")
     expect(tiles).to_have_count(5)
     expect(page.locator("#timeline")).not_to_contain_text("tree-raw.jpg")
+    # capture dates come from metadata extraction, a queue of its own: until it ran, an asset sits in its mtime's month
+    reload_until(page, lambda: page.locator("section.month h2", has_text="July 1996").count() == 1, "July 1996")
     wait_for_thumbnails(page)
     expect(page.locator("section.month h2", has_text="December 2023")).to_have_text("December 2023 2")
     expect(page.locator("section.month h2", has_text="July 1996")).to_have_text("July 1996 1")
@@ -192,6 +194,20 @@ def add_import_path(card, path: str) -> None:
     card.get_by_label("Import path to add").fill(path)
     card.get_by_role("button", name="Add Path").click()
     playwright.expect(card.page.locator(".flash")).to_contain_text(path)
+
+
+def reload_until(page, check, what: str, timeout: float = 60.0) -> None:
+    """Reload until `check()` holds (the media queues work in the background; pages do not refresh themselves)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        page.wait_for_load_state("load")
+        if check():
+            return
+        assert time.monotonic() < deadline, f"{what}: not there after {timeout:.0f} s"
+        time.sleep(0.5)
+        page.reload()
 
 
 def wait_for_thumbnails(page, timeout: float = 60.0) -> None:
