@@ -25,7 +25,7 @@ under `upload/` and `library/` is the original of exactly one asset (no storage-
 no job failed; no daemon run logged an error; the daemon stops cleanly and `filmroll check` passes.
 
 `make test` runs a short campaign (`ci`); `make test-reliability` runs 50 trials on a 20,000-file library
-(`thorough`). The seed is random per run and named in every failure; `FILMROLL_CRASH_SEED=<seed>` replays it (the
+(`thorough`). The seed is random per run and named in every failure; `CRASH_TRIALS_SEED=<seed>` replays it (the
 kill moments, not the daemon's own scheduling).
 """
 
@@ -90,13 +90,13 @@ def scale(request: pytest.FixtureRequest) -> Scale:
 
 
 def test_sigkill_at_random_moments_loses_and_leaves_nothing(tmp_path, scale):
-    seed = int(os.environ.get("FILMROLL_CRASH_SEED") or random.randrange(2**32))
+    seed = int(os.environ.get("CRASH_TRIALS_SEED") or random.randrange(2**32))
     campaign = Campaign(tmp_path, scale, seed)
     try:
         campaign.run()
     except Exception as error:  # an assertion, or an answer that was not what the verification expected
         raise AssertionError(
-            f"crash trials, seed {seed} (FILMROLL_CRASH_SEED={seed} replays it), {campaign.where()}: {error}"
+            f"crash trials, seed {seed} (CRASH_TRIALS_SEED={seed} replays it), {campaign.where()}: {error}"
         ) from error
     finally:
         campaign.kill_everything()
