@@ -73,3 +73,34 @@ async def test_admin_transfers_albums_and_assets_and_reports_duplicates(daemon, 
     again = await sign_in(daemon, "user@example.com", "user-password")  # the source account stays usable
     assert (await again.client.get(f"/api/assets/{mine[0]}")).status_code == 200
     await again.client.aclose()
+
+
+async def test_a_download_racing_a_storage_move_follows_the_file(daemon, user, tmp_path, monkeypatch):
+    """A storage move commits the new path and unlinks the old one between a download's index lookup and its
+    open: the download looks the asset up again and serves the file from its new place (it answered 404)."""
+    from daemon import asset_service
+    from daemon import assets as asset_index
+
+    content = photo_bytes(tmp_path)
+    reply = await upload(user, content)
+    assert reply.status_code == 201, reply.text
+    asset_id = reply.json()["id"]
+    index = daemon.services.index
+    real_open = asset_service._open_confined
+    moved = []
+
+    def open_after_a_move(path: bytes, root: bytes | None):
+        if not moved:  # the move a storage job makes: link, commit the new path, unlink the old name
+            new = os.fsencode(daemon.settings.data_path / "library" / "moved.jpg")
+            os.makedirs(os.path.dirname(new), exist_ok=True)
+            os.link(path, new)
+            index.write(lambda txn: asset_index.update(txn, asset_index.get_by_key(txn, bytes.fromhex(
+                asset_id.replace("-", ""))), original_path=new))  # fmt: skip
+            os.unlink(path)
+            moved.append(new)
+        return real_open(path, root)
+
+    monkeypatch.setattr(asset_service, "_open_confined", open_after_a_move)
+    original = await user.client.get(f"/api/assets/{asset_id}/original")
+    assert original.status_code == 200, original.text
+    assert original.content == content and moved
