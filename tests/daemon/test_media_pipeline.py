@@ -3,6 +3,7 @@ Pillow, PyAV), the index records the results, and originals come out untouched."
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -21,6 +22,7 @@ from daemon.derived import DerivedFiles
 from daemon.index import EXIF
 from daemon.media_jobs import MediaQueues
 from daemon.media_queue import Workers
+from daemon.records import Library
 from daemon.scan import ScanMode
 from tests.daemon.test_uploads import BOUNDARY, DATES, multipart, receiver
 from tests.library_helpers import write
@@ -141,27 +143,34 @@ async def test_a_vanished_original_goes_offline_with_one_warning_and_its_work_ru
     assert len(vanished_warnings(caplog, "gone.jpg")) == 1
 
 
-async def test_an_original_vanishing_between_reading_and_hashing_takes_the_same_way(
-    world, caplog, monkeypatch
-):
-    """exiftool read the file, then it went before its content hash: the job is dropped, not retried."""
+async def metadata_with_hash(world, monkeypatch, hashing) -> Library:
+    """One photo imported, then metadata extraction in this process with `hashing(real_hash, path, root)` as the
+    content hash (so a test can make the file go or come back at that moment); thumbnails are not queued."""
     root = world.external / "p"
     jpeg(root / "a.jpg")
     library = world.library(root)
     await world.scan(library)
     world.services.index.write(lambda txn: job_queue.empty(txn, job_queue.THUMBNAILS))
-    hash_file = worker_tasks.content_sha1
-
-    def vanish_then_hash(path: bytes, confined_to: bytes | None) -> bytes:
-        os.remove(path)
-        return hash_file(path, confined_to)
 
     async def in_this_process(self, function, *args):  # so the patched hash is the one the job calls
         return function(*args)
 
-    monkeypatch.setattr(worker_tasks, "content_sha1", vanish_then_hash)
+    monkeypatch.setattr(worker_tasks, "content_sha1", functools.partial(hashing, worker_tasks.content_sha1))
     monkeypatch.setattr(Workers, "run", in_this_process)
     await world.process_media()
+    return library
+
+
+async def test_an_original_vanishing_between_reading_and_hashing_takes_the_same_way(
+    world, caplog, monkeypatch
+):
+    """exiftool read the file, then it went before its content hash: the job is dropped, not retried."""
+
+    def vanish_then_hash(hash_file, path: bytes, confined_to: bytes | None) -> bytes:
+        os.remove(path)
+        return hash_file(path, confined_to)
+
+    library = await metadata_with_hash(world, monkeypatch, vanish_then_hash)
     (warning,) = vanished_warnings(caplog, "a.jpg")
     assert "metadataExtraction job" in warning and "dropped" in warning and "No such file" in warning
     (asset,) = world.assets(library).values()
@@ -173,15 +182,9 @@ async def test_an_original_missing_only_for_a_moment_is_retried_not_taken_offlin
     """A program that saves by deleting and re-creating, or a share's blip: the attempt met no file, but it is there
     again at the second look, so the job is an ordinary failure, retried, and the asset stays online."""
     world.services.settings.job.retry_delay = 0
-    root = world.external / "p"
-    jpeg(root / "a.jpg")
-    library = world.library(root)
-    await world.scan(library)
-    world.services.index.write(lambda txn: job_queue.empty(txn, job_queue.THUMBNAILS))
-    hash_file = worker_tasks.content_sha1
     attempts = []
 
-    def away_while_hashing_once(path: bytes, confined_to: bytes | None) -> bytes:
+    def away_while_hashing_once(hash_file, path: bytes, confined_to: bytes | None) -> bytes:
         attempts.append(path)
         if len(attempts) > 1:
             return hash_file(path, confined_to)
@@ -192,12 +195,7 @@ async def test_an_original_missing_only_for_a_moment_is_retried_not_taken_offlin
         finally:
             os.rename(aside, path)  # back before the failure is looked at
 
-    async def in_this_process(self, function, *args):  # so the patched hash is the one the job calls
-        return function(*args)
-
-    monkeypatch.setattr(worker_tasks, "content_sha1", away_while_hashing_once)
-    monkeypatch.setattr(Workers, "run", in_this_process)
-    await world.process_media()
+    library = await metadata_with_hash(world, monkeypatch, away_while_hashing_once)
     assert len(attempts) == 2
     (warning,) = vanished_warnings(caplog, "a.jpg")
     assert "failed (retried later" in warning and "offline" not in warning
