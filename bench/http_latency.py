@@ -66,6 +66,16 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1e6, ordered[int(len(ordered) * 0.99) - 1] * 1e6
 
 
+async def sign_up_with_key(client: httpx.AsyncClient) -> tuple[dict, dict[str, str]]:
+    """The first user (an admin) and headers with an API key of theirs; the client keeps no session cookie."""
+    admin = {"email": "bench@example.com", "password": "bench", "name": "Bench"}
+    user = (await client.post("/api/auth/admin-sign-up", json=admin)).json()
+    token = (await client.post("/api/auth/login", json=admin)).json()["accessToken"]
+    key = (await client.post("/api/api-keys", json={}, headers={"Authorization": f"Bearer {token}"})).json()
+    client.cookies.clear()
+    return user, {"x-api-key": key["secret"]}
+
+
 async def main(count: int) -> None:
     with tempfile.TemporaryDirectory() as data:
         settings = load_settings(
@@ -80,15 +90,9 @@ async def main(count: int) -> None:
                 functools.partial(hypercorn_serve, bare_app, config, shutdown_trigger=stop.wait)
             )
             async with httpx.AsyncClient(base_url=running.urls[0]) as client:
-                admin = {"email": "bench@example.com", "password": "bench", "name": "Bench"}
-                await client.post("/api/auth/admin-sign-up", json=admin)
-                token = (await client.post("/api/auth/login", json=admin)).json()["accessToken"]
-                key = (
-                    await client.post("/api/api-keys", json={}, headers={"Authorization": f"Bearer {token}"})
-                ).json()
-                client.cookies.clear()
+                _, headers = await sign_up_with_key(client)
                 ping = await timings(client, "/api/server/ping", count, {})
-                me = await timings(client, "/api/users/me", count, {"x-api-key": key["secret"]})
+                me = await timings(client, "/api/users/me", count, headers)
             async with httpx.AsyncClient(base_url=bare_urls[0]) as client:
                 bare = await timings(client, "/", count, {})
             stop.set()
@@ -158,14 +162,7 @@ async def lists(runs: int, albums: int, members: int, size: int) -> None:
         async with trio.open_nursery() as nursery:
             running = await nursery.start(functools.partial(serve, settings, stop=stop))
             async with httpx.AsyncClient(base_url=running.urls[0], timeout=120) as client:
-                admin = {"email": "bench@example.com", "password": "bench", "name": "Bench"}
-                user = (await client.post("/api/auth/admin-sign-up", json=admin)).json()
-                token = (await client.post("/api/auth/login", json=admin)).json()["accessToken"]
-                key = (
-                    await client.post("/api/api-keys", json={}, headers={"Authorization": f"Bearer {token}"})
-                ).json()
-                client.cookies.clear()
-                headers = {"x-api-key": key["secret"]}
+                user, headers = await sign_up_with_key(client)
                 populate(running.services.index, uuid.UUID(user["id"]), albums, members)
                 listed = (await client.get("/api/albums", headers=headers)).json()
                 assert len(listed) == albums and listed[0]["assetCount"] == members - members // 50, listed[0]
