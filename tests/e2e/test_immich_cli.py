@@ -1,7 +1,7 @@
 """The official Immich CLI (@immich/cli 3.2.2, run with Node 22) against the real daemon (api-compat.md §2).
 
 The CLI is installed outside the repo by scripts/immich-cli.sh (`make setup` runs it) into
-`${FILMROLL_IMMICH_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/filmroll/immich-cli-3.2.2}`; without it these tests skip.
+`${IMMICH_CLI_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/filmroll/immich-cli-3.2.2}`; without it these tests skip.
 The CLI exits 0 even when uploads fail, so every test checks the server's state over HTTP, not just `$?`.
 """
 
@@ -21,7 +21,7 @@ from tests.e2e.live_daemon import LiveDaemon, iso_utc, record_originals, running
 from tests.media_files import jpeg, png, video
 
 CLI_DIR = Path(
-    os.environ.get("FILMROLL_IMMICH_CLI_DIR")
+    os.environ.get("IMMICH_CLI_DIR")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "filmroll" / "immich-cli-3.2.2"
 )
 IMMICH = CLI_DIR / "bin" / "immich"
