@@ -26,7 +26,7 @@ from .asset_edits import AssetChanges
 from .derived import MIME_TYPES, DerivedFiles
 from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
 from .index import ASSET_EDITS, EXIF, LIBRARIES, Index, Txn
-from .media_queue import locate
+from .media_queue import open_located
 from .media_types import mime_type
 from .originals import NotConfined, open_original
 from .records import Asset, ExifInfo, JobFailure
@@ -204,28 +204,17 @@ class AssetService:
         name = os.fsdecode(os.path.basename(asset.original_path))
         if asset.is_offline:
             raise FileUnavailable(f"{name} is offline")
-        tried: set[bytes] = set()  # a storage move may rename the original between the lookup and the open
-        missing: FileNotFoundError | None = None
-        while True:
-            try:
-                with self.index.read() as txn:
-                    source = locate(txn, asset.id)
-            except NotConfined as error:
-                raise FileUnavailable(f"{name}: {error.strerror}") from error
-            if source is None:
-                raise FileUnavailable(f"Asset {asset.id} no longer exists")
-            if source.path in tried:  # not found where the index still says it is
-                raise FileUnavailable(f"{name}: {missing.strerror if missing else 'No such file'}") from missing
-            tried.add(source.path)
-            try:  # in a thread: an original on a hung network drive must not stall the event loop
-                descriptor, stat = await trio.to_thread.run_sync(_open_confined, source.path, source.root)
-                break
-            except FileNotFoundError as error:
-                missing = error
-            except OSError as error:
-                raise FileUnavailable(
-                    f"{name}: {error.strerror or errno.errorcode.get(error.errno or 0)}"
-                ) from error
+        try:
+            opened = await open_located(self.index, asset.id, _open_confined)
+        except NotConfined as error:
+            raise FileUnavailable(f"{name}: {error.strerror}") from error
+        except OSError as error:
+            raise FileUnavailable(
+                f"{name}: {error.strerror or errno.errorcode.get(error.errno or 0)}"
+            ) from error
+        if opened is None:
+            raise FileUnavailable(f"Asset {asset.id} no longer exists")
+        _, (descriptor, stat) = opened
         return OpenedFile(
             descriptor=descriptor,
             size=stat.st_size,

@@ -122,6 +122,27 @@ def locate(txn: Txn, asset_id: uuid.UUID) -> Source | None:
     return Source(asset, asset.original_path, owner.external_path.encode())
 
 
+async def open_located(
+    index: Index, asset_id: uuid.UUID, opener: Callable[[bytes, bytes | None], T]
+) -> tuple[Source, T] | None:
+    """`locate` the asset's original and `opener(path, root)` it in a worker thread (an original on a hung network
+    drive must not stall the event loop); None when the asset is gone. A storage move may rename the original
+    between the lookup and the open: when it is not found, it is looked up again and opened at its new place.
+    Raises what `locate` and `opener` raise (FileNotFoundError when it is missing where the index says)."""
+    tried: set[bytes] = set()
+    while True:
+        with index.read() as txn:
+            source = locate(txn, asset_id)
+        if source is None:
+            return None
+        try:
+            return source, await trio.to_thread.run_sync(opener, source.path, source.root)
+        except FileNotFoundError:
+            if source.path in tried:
+                raise
+            tried.add(source.path)
+
+
 def failure_of(error: BaseException, path: bytes | None = None) -> Failure:
     """The Failure a worker's exception stands for, with a reason that names the file."""
     if isinstance(error, BadMedia):

@@ -28,7 +28,7 @@ import pyfuse3
 import trio
 
 from daemon import assets as asset_index
-from daemon.media_queue import locate
+from daemon.media_queue import open_located
 from daemon.metrics import FUSE_ERRORS, FUSE_OPERATIONS
 from daemon.originals import open_original
 from daemon.watchers import NETWORK_FILESYSTEMS, filesystem_type
@@ -189,16 +189,13 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         path = "?"
         try:
-            with self.tree.index.read() as txn:
-                source = locate(txn, node.asset_id)
-            if source is None:
+            opened = await open_located(self.tree.index, node.asset_id, self._open_original)
+            if opened is None:
                 raise FileNotFoundError(errno.ENOENT, "the asset is no longer in the index")
+            source, (descriptor, facts, remote) = opened
             path = os.fsdecode(source.path)
-            # open and fstat in a thread: an original on a hung network drive must not freeze the loop
-            descriptor, facts, remote = await trio.to_thread.run_sync(
-                self._open_original, source.path, source.root
-            )
         except OSError as error:
+            path = os.fsdecode(error.filename) if isinstance(error.filename, (str, bytes)) else path
             log.warning(
                 "FUSE view: cannot open the original of asset %s (%s): %s",
                 node.asset_id, path, error.strerror or error,
