@@ -1,7 +1,8 @@
 """Authentication: logins (sessions) and turning a request's credentials into a `Principal`.
 
-Credentials are tried in Immich's order: `x-api-key`, then `Authorization: Bearer`, then the
-`immich_access_token` cookie. The 401 message says what was wrong (`api-compat.md` §1.3).
+Credentials are tried in Immich's order (`AuthService.validate`): a session token — `Authorization: Bearer`, else
+the `immich_access_token` cookie — and only without one, `x-api-key`. So a bad session token beside a good key is
+a 401, as in Immich. The 401 message says what was wrong (`api-compat.md` §1.3).
 """
 
 from __future__ import annotations
@@ -78,16 +79,16 @@ class AuthService:
     def authenticate(self, credentials: Credentials) -> Principal:
         """The principal behind the credentials, or AuthenticationRequired with Immich's message."""
         with self.index.read() as txn:
-            if credentials.api_key is not None:
+            token = credentials.bearer if credentials.bearer is not None else credentials.cookie
+            if token is None:
+                if credentials.api_key is None:
+                    raise AuthenticationRequired("Authentication required")
                 key_id = txn.get(API_KEY_BY_SECRET, secret_digest(credentials.api_key))
                 api_key = None if key_id is None else txn.get(API_KEYS, key_id)
                 user = None if api_key is None else txn.get(USERS, api_key.user_id.bytes)
                 if api_key is None or user is None or user.deleted_at is not None:
                     raise AuthenticationRequired("Invalid API key")
                 return Principal(user=user, api_key=api_key)
-            token = credentials.bearer if credentials.bearer is not None else credentials.cookie
-            if token is None:
-                raise AuthenticationRequired("Authentication required")
             session = txn.get(SESSIONS, secret_digest(token))
             user = None if session is None else txn.get(USERS, session.user_id.bytes)
             if session is None or user is None or user.deleted_at is not None:

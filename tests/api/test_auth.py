@@ -101,6 +101,20 @@ async def test_scoped_key_reports_and_enforces_its_permissions(daemon, admin):
         assert reply.json()["message"] == "Missing required permission: server.about"
 
 
+async def test_a_session_token_is_tried_before_an_api_key(daemon, admin):
+    """Immich's order (`AuthService.validate`): a Bearer token or the cookie first, the key only without one. A bad
+    token beside a good key is a 401; a good token beside a bad key acts as the session (with all its rights)."""
+    key = (await admin.client.post("/api/api-keys", json={"permissions": ["user.read"]})).json()["secret"]
+    async with daemon.client(**{"x-api-key": key, "Authorization": "Bearer not-a-session"}) as client:
+        reply = await client.get("/api/users/me")
+        assert reply.status_code == 401 and reply.json()["message"] == "Invalid user token"
+    async with daemon.client(**{"x-api-key": "not-a-key", "Authorization": f"Bearer {admin.token}"}) as client:
+        assert (await client.get("/api/server/about")).status_code == 200  # beyond the key's user.read
+    async with daemon.client(**{"x-api-key": key, "Authorization": "Basic dXNlcjpwdw=="}) as client:
+        assert (await client.get("/api/users/me")).status_code == 200  # not a Bearer token: the key is used
+        assert (await client.get("/api/server/about")).status_code == 403
+
+
 async def test_unknown_permission_is_a_400(admin):
     reply = await admin.client.post("/api/api-keys", json={"permissions": ["root"]})
     assert reply.status_code == 400
