@@ -19,6 +19,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -31,7 +33,7 @@ from daemon import assets as asset_index
 from daemon.config import load_settings
 from daemon.index import Index, Txn
 from daemon.records import Album, Asset
-from daemon.serve import serve
+from daemon.serve import Running, serve
 
 
 async def bare_app(scope, receive, send):
@@ -76,7 +78,9 @@ async def sign_up_with_key(client: httpx.AsyncClient) -> tuple[dict, dict[str, s
     return user, {"x-api-key": key["secret"]}
 
 
-async def main(count: int) -> None:
+@asynccontextmanager
+async def daemon() -> AsyncIterator[tuple[Running, trio.Nursery, trio.Event]]:
+    """A real `filmroll serve` on 127.0.0.1 over a fresh data directory, stopped when the block ends."""
     with tempfile.TemporaryDirectory() as data:
         settings = load_settings(
             None, {"data_dir": data, "listen": "127.0.0.1:0", "log_level": "warning"}, {}
@@ -84,18 +88,23 @@ async def main(count: int) -> None:
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             running = await nursery.start(functools.partial(serve, settings, stop=stop))
-            config = Config()
-            config.bind = ["127.0.0.1:0"]
-            bare_urls = await nursery.start(
-                functools.partial(hypercorn_serve, bare_app, config, shutdown_trigger=stop.wait)
-            )
-            async with httpx.AsyncClient(base_url=running.urls[0]) as client:
-                _, headers = await sign_up_with_key(client)
-                ping = await timings(client, "/api/server/ping", count, {})
-                me = await timings(client, "/api/users/me", count, headers)
-            async with httpx.AsyncClient(base_url=bare_urls[0]) as client:
-                bare = await timings(client, "/", count, {})
+            yield running, nursery, stop
             stop.set()
+
+
+async def main(count: int) -> None:
+    async with daemon() as (running, nursery, stop):
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        bare_urls = await nursery.start(
+            functools.partial(hypercorn_serve, bare_app, config, shutdown_trigger=stop.wait)
+        )
+        async with httpx.AsyncClient(base_url=running.urls[0]) as client:
+            _, headers = await sign_up_with_key(client)
+            ping = await timings(client, "/api/server/ping", count, {})
+            me = await timings(client, "/api/users/me", count, headers)
+        async with httpx.AsyncClient(base_url=bare_urls[0]) as client:
+            bare = await timings(client, "/", count, {})
     reference, _ = summary(bare)
     print(f"{'endpoint':34} {'median µs':>10} {'p99 µs':>10} {'x bare':>8}")
     for name, samples in (("bare ASGI app (reference)", bare), ("GET /api/server/ping", ping),
@@ -154,32 +163,25 @@ async def request_timings(client: httpx.AsyncClient, method: str, path: str, run
 
 
 async def lists(runs: int, albums: int, members: int, size: int) -> None:
-    with tempfile.TemporaryDirectory() as data:
-        settings = load_settings(
-            None, {"data_dir": data, "listen": "127.0.0.1:0", "log_level": "warning"}, {}
-        )
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            running = await nursery.start(functools.partial(serve, settings, stop=stop))
-            async with httpx.AsyncClient(base_url=running.urls[0], timeout=120) as client:
-                user, headers = await sign_up_with_key(client)
-                populate(running.services.index, uuid.UUID(user["id"]), albums, members)
-                listed = (await client.get("/api/albums", headers=headers)).json()
-                assert len(listed) == albums and listed[0]["assetCount"] == members - members // 50, listed[0]
-                search = {"size": size, "order": "desc"}
-                found = (await client.post("/api/search/metadata", headers=headers, json=search)).json()
-                assert found["assets"]["count"] == min(size, albums * (members - members // 50))
-                results = [
-                    ("GET /api/server/ping (reference)",
-                     await request_timings(client, "GET", "/api/server/ping", runs * 10, {})),
-                    (f"GET /api/albums ({albums} x {members})",
-                     await request_timings(client, "GET", "/api/albums", runs, headers)),
-                    (f"POST /api/search/metadata (size {size})",
-                     await request_timings(client, "POST", "/api/search/metadata", runs, headers, search)),
-                    (f"GET /api/albums/{{id}} ({members})",
-                     await request_timings(client, "GET", f"/api/albums/{listed[0]['id']}", runs, headers)),
-                ]  # fmt: skip
-            stop.set()
+    async with daemon() as (running, _, _):
+        async with httpx.AsyncClient(base_url=running.urls[0], timeout=120) as client:
+            user, headers = await sign_up_with_key(client)
+            populate(running.services.index, uuid.UUID(user["id"]), albums, members)
+            listed = (await client.get("/api/albums", headers=headers)).json()
+            assert len(listed) == albums and listed[0]["assetCount"] == members - members // 50, listed[0]
+            search = {"size": size, "order": "desc"}
+            found = (await client.post("/api/search/metadata", headers=headers, json=search)).json()
+            assert found["assets"]["count"] == min(size, albums * (members - members // 50))
+            results = [
+                ("GET /api/server/ping (reference)",
+                 await request_timings(client, "GET", "/api/server/ping", runs * 10, {})),
+                (f"GET /api/albums ({albums} x {members})",
+                 await request_timings(client, "GET", "/api/albums", runs, headers)),
+                (f"POST /api/search/metadata (size {size})",
+                 await request_timings(client, "POST", "/api/search/metadata", runs, headers, search)),
+                (f"GET /api/albums/{{id}} ({members})",
+                 await request_timings(client, "GET", f"/api/albums/{listed[0]['id']}", runs, headers)),
+            ]  # fmt: skip
     reference = statistics.median(results[0][1])
     print(f"{'request':40} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'x ping':>8}")
     for name, samples in results:
