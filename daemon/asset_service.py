@@ -25,7 +25,7 @@ from .access import Principal
 from .asset_edits import AssetChanges
 from .derived import MIME_TYPES, DerivedFiles
 from .errors import FileUnavailable, InvalidInput, NotFoundOrNoAccess
-from .index import ASSET_EDITS, EXIF, LIBRARIES, Index, Txn
+from .index import ASSET_EDITS, EXIF, Index, Txn
 from .media_queue import open_located
 from .media_types import mime_type
 from .originals import NotConfined, open_original
@@ -53,25 +53,7 @@ class AssetDetails:
     exif: ExifInfo | None
     failures: list[JobFailure]
     checksum: bytes
-    """Immich's `checksum` (`Checksums`)."""
-
-
-class Checksums:
-    """Immich's `checksum` of assets (`daemon.assets.immich_checksum`) read in the caller's transaction, each
-    library's type looked up once: a response listing a thousand assets costs one transaction and a look-up per
-    library, not a transaction per asset. Valid while `txn` is."""
-
-    def __init__(self, txn: Txn):
-        self._txn = txn
-        self._in_upload_library: dict[uuid.UUID, bool] = {}
-
-    def of(self, asset: Asset) -> bytes:
-        in_upload_library = self._in_upload_library.get(asset.library_id)
-        if in_upload_library is None:
-            library = self._txn.get(LIBRARIES, asset.library_id.bytes)
-            in_upload_library = library is not None and library.type == "UPLOAD"
-            self._in_upload_library[asset.library_id] = in_upload_library
-        return asset_index.immich_checksum(asset, in_upload_library=in_upload_library)
+    """Immich's `checksum` (`assets.Checksums`)."""
 
 
 def owned_assets(
@@ -102,11 +84,11 @@ class AssetService:
         return asset
 
     def checksums(self, assets: Sequence[Asset]) -> list[bytes]:
-        """Immich's `checksum` of each asset (`Checksums`), in one read transaction (none for no assets)."""
+        """Immich's `checksum` of each asset (`assets.Checksums`), in one read transaction (none for no assets)."""
         if not assets:
             return []
         with self.index.read() as txn:
-            checksum = Checksums(txn).of
+            checksum = asset_index.Checksums(txn).of
             return [checksum(asset) for asset in assets]
 
     def details(self, principal: Principal, asset_id: uuid.UUID) -> AssetDetails:
@@ -116,7 +98,7 @@ class AssetService:
                 asset,
                 txn.get(EXIF, asset_id.bytes),
                 job_queue.failures_of(txn, asset_id),
-                Checksums(txn).of(asset),
+                asset_index.Checksums(txn).of(asset),
             )
 
     # -- updates (`PUT /api/assets…`) --------------------------------------------------------------------

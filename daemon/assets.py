@@ -299,10 +299,22 @@ def immich_checksum(asset: Asset, *, in_upload_library: bool) -> bytes:
     return hashlib.sha1(b"path:" + asset.original_path, usedforsecurity=False).digest()
 
 
-def checksum_of(txn: Txn, asset: Asset) -> bytes:
-    """`immich_checksum`, with the library's type read in `txn`."""
-    library = txn.get(LIBRARIES, asset.library_id.bytes)
-    return immich_checksum(asset, in_upload_library=library is not None and library.type == "UPLOAD")
+class Checksums:
+    """Immich's `checksum` of assets (`immich_checksum`) read in the caller's transaction, each
+    library's type looked up once: a response listing a thousand assets costs one transaction and a look-up per
+    library, not a transaction per asset. Valid while `txn` is."""
+
+    def __init__(self, txn: Txn):
+        self._txn = txn
+        self._in_upload_library: dict[uuid.UUID, bool] = {}
+
+    def of(self, asset: Asset) -> bytes:
+        in_upload_library = self._in_upload_library.get(asset.library_id)
+        if in_upload_library is None:
+            library = self._txn.get(LIBRARIES, asset.library_id.bytes)
+            in_upload_library = library is not None and library.type == "UPLOAD"
+            self._in_upload_library[asset.library_id] = in_upload_library
+        return immich_checksum(asset, in_upload_library=in_upload_library)
 
 
 def file_name(asset: Asset) -> str:

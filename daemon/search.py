@@ -25,7 +25,6 @@ from . import album_index
 from . import assets as asset_index
 from .access import Principal
 from .asset_edits import MAX_OFFSET_MINUTES
-from .asset_service import Checksums
 from .index import EXIF, Index, Txn
 from .records import Asset, ExifInfo
 from .timeline import (
@@ -78,7 +77,7 @@ class MetadataQuery:
 class Found:
     asset: Asset
     checksum: bytes
-    """Immich's `checksum` (`daemon.asset_service.Checksums`), read in the search's transaction."""
+    """Immich's `checksum` (`daemon.assets.Checksums`), read in the search's transaction."""
     exif: ExifInfo | None = None
 
 
@@ -94,7 +93,7 @@ class _AssetFilter:
 
     def __init__(self, txn: Txn, query: MetadataQuery):
         self.query = query
-        self.checksums = Checksums(txn)
+        self.checksums = asset_index.Checksums(txn)
         self.path = query.original_path.casefold() if query.original_path else None
         self.name = query.original_file_name.casefold() if query.original_file_name else None
         self.after = micros(query.taken_after) if query.taken_after else None

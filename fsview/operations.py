@@ -266,7 +266,7 @@ class Operations(pyfuse3.Operations):
             with self.tree.index.read() as txn:  # the API's `checksum`, so the two always agree
                 asset = asset_index.get(txn, node.asset_id)
                 if asset is not None:
-                    values[XATTR_CHECKSUM] = base64.b64encode(asset_index.checksum_of(txn, asset))
+                    values[XATTR_CHECKSUM] = base64.b64encode(asset_index.Checksums(txn).of(asset))
             return values
         if node.kind in (ALBUM, LIBRARY):
             return {XATTR_ID: str(uuid.UUID(bytes=node.ident[:16])).encode()}

@@ -188,7 +188,7 @@ def exif_response(asset: Asset, info: ExifInfo | None) -> ExifResponse:
 
 
 def asset_response(asset: Asset, checksum: bytes, details: AssetDetails | None = None) -> AssetResponse:
-    """`AssetResponseDto`. `checksum`: Immich's (`daemon.asset_service.Checksums`), which the caller reads with the
+    """`AssetResponseDto`. `checksum`: Immich's (`daemon.assets.Checksums`), which the caller reads with the
     asset, in the transaction it reads a whole list in (`AssetService.checksums`), never one per asset."""
     return AssetResponse(
         id=str(asset.id),
